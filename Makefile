@@ -1,0 +1,33 @@
+# Two commands matter: `make run` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test,dev]'
+	touch $@ $(VENV)/.installed
+
+## Start the service on 127.0.0.1:8000 (embedded PostgreSQL under ./.ciphervec/pg unless DATABASE_URL is set).
+run: $(VENV)/.installed
+	$(BIN)/ciphervec serve
+
+## The whole suite: lint, types, then tests against a throwaway PostgreSQL cluster.
+test: $(VENV)/.installed-test lint
+	$(BIN)/pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check app tests migrations
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""ciphervec: an encrypted vector database over PostgreSQL."""

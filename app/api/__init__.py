@@ -1,0 +1,1 @@
+"""HTTP layer: routers by resource, dependencies, error mapping and request limits."""

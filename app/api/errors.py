@@ -1,0 +1,31 @@
+"""The one place where domain errors become HTTP responses (`{"detail": ...}`)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.errors import CiphervecError, ServiceUnavailable
+
+log = logging.getLogger("ciphervec.api")
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CiphervecError)  # noqa: S101 - registered for this class only
+    headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailable) else None
+    if exc.status_code >= 500:
+        log.error("request failed: %s", exc.detail, exc_info=exc.__cause__)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the domain error mapping and the catch-all."""
+    app.add_exception_handler(CiphervecError, _domain_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,22 @@
+"""GET /v1/health: liveness, no authentication."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter
+
+from app.schemas.indexes import HealthResponse
+
+router = APIRouter(tags=["health"])
+
+try:
+    _VERSION = version("ciphervec")
+except PackageNotFoundError:
+    _VERSION = "0.0.0"
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health() -> HealthResponse:
+    """The service is up."""
+    return HealthResponse(status="healthy", api_version="v1", version=_VERSION)

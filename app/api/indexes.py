@@ -1,0 +1,70 @@
+"""Routes of /v1/indexes: create, list, describe, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import Caller, Context
+from app.ivf.distance import Metric
+from app.schemas.common import ErrorResponse, IndexOperationRequest, SuccessResponse
+from app.schemas.indexes import CreateIndexRequest, IndexInfoResponse, IndexListResponse
+from app.services import indexes as service
+
+router = APIRouter(
+    prefix="/indexes",
+    tags=["indexes"],
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)},
+)
+
+
+@router.get("/list", response_model=IndexListResponse)
+async def list_indexes(ctx: Context, caller: Caller) -> IndexListResponse:
+    """Names of the caller's indexes."""
+    return IndexListResponse(indexes=await service.list_indexes(ctx, caller.tenant))
+
+
+@router.post("/create", response_model=SuccessResponse)
+async def create_index(
+    body: CreateIndexRequest, ctx: Context, caller: Caller
+) -> SuccessResponse:
+    """Create an index whose data key is wrapped under `index_key`."""
+    spec = service.IndexSpec(
+        name=body.index_name,
+        index_key=bytes.fromhex(body.index_key) if body.index_key else None,
+        kms_name=body.kms_name,
+        dimension=body.dimension,
+        metric=body.metric or Metric.EUCLIDEAN,
+        embedding_model=body.embedding_model,
+        metadata_schema=(
+            {k: v.model_dump() for k, v in body.metadata_schema.items()}
+            if body.metadata_schema
+            else None
+        ),
+    )
+    await service.create_index(ctx, caller.tenant, spec)
+    return SuccessResponse(message=f"Index '{body.index_name}' created successfully")
+
+
+@router.post("/describe", response_model=IndexInfoResponse)
+async def describe_index(
+    body: IndexOperationRequest, ctx: Context, caller: Caller
+) -> IndexInfoResponse:
+    """Configuration and training state of an index."""
+    info = await service.describe_index(ctx, caller.tenant, body.index_name, body.key_bytes())
+    return IndexInfoResponse(
+        index_name=info.name,
+        is_trained=info.is_trained,
+        dimension=info.dimension,
+        metric=info.metric,
+        n_lists=info.n_lists,
+        metadata_schema=info.metadata_schema,
+    )
+
+
+@router.post("/delete", response_model=SuccessResponse)
+async def delete_index(
+    body: IndexOperationRequest, ctx: Context, caller: Caller
+) -> SuccessResponse:
+    """Delete an index and all its items."""
+    await service.delete_index(ctx, caller.tenant, body.index_name, body.key_bytes())
+    return SuccessResponse(message=f"Index '{body.index_name}' deleted successfully")

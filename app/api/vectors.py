@@ -1,0 +1,176 @@
+"""Routes of /v1/vectors: upsert, get, delete, list_ids, num_vectors, query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.deps import Caller, Context
+from app.errors import BadRequest, InvalidInput
+from app.ivf.vectors import Matrix, matrix_from_base64
+from app.schemas.common import ErrorResponse, IndexOperationRequest, SuccessResponse
+from app.schemas.vectors import (
+    BinaryQueryRequest,
+    BinaryUpsertRequest,
+    DeleteRequest,
+    GetRequest,
+    GetResponse,
+    ListIdsResponse,
+    NumVectorsResponse,
+    QueryRequest,
+    QueryResponse,
+    UpsertRequest,
+    UpsertResponse,
+)
+from app.services import search
+from app.services import vectors as service
+from app.services.payload import ItemPayload
+
+router = APIRouter(
+    prefix="/vectors",
+    tags=["vectors"],
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)},
+)
+
+DEFAULT_TOP_K = 100
+
+
+@router.post("/upsert", response_model=UpsertResponse, response_model_exclude_none=True)
+async def upsert(body: UpsertRequest, ctx: Context, caller: Caller) -> UpsertResponse:
+    """Insert or overwrite items given as JSON."""
+    missing = [item.id for item in body.items if item.vector is None]
+    if missing:
+        raise InvalidInput(
+            f"Items without a vector need an index with an embedding model: {missing[:10]}"
+        )
+    batch = service.ItemBatch(
+        ids=[item.id for item in body.items],
+        vectors=[item.vector or [] for item in body.items],
+        contents=[item.contents for item in body.items],
+        metadata=[item.metadata for item in body.items],
+    )
+    count = await service.upsert(ctx, caller.tenant, body.index_name, body.key_bytes(), batch)
+    return UpsertResponse(message=f"Upserted {count} vectors")
+
+
+@router.post("/upsert_binary", response_model=UpsertResponse, response_model_exclude_none=True)
+async def upsert_binary(
+    body: BinaryUpsertRequest, ctx: Context, caller: Caller
+) -> UpsertResponse:
+    """Insert or overwrite items whose vectors come as base64 float32."""
+    rows = body.batch
+    vectors = matrix_from_base64(rows.vectors_b64, rows.dimension)
+    n = len(rows.ids)
+    if len(vectors) != n:
+        raise InvalidInput(f"{n} ids but {len(vectors)} vectors")
+    for name, column in (("metadata", rows.metadata), ("contents", rows.contents)):
+        if column is not None and len(column) != n:
+            raise InvalidInput(f"{n} ids but {len(column)} {name} entries")
+    batch = service.ItemBatch(
+        ids=rows.ids,
+        vectors=vectors,
+        contents=rows.contents or [None] * n,
+        metadata=rows.metadata or [None] * n,
+    )
+    count = await service.upsert(ctx, caller.tenant, body.index_name, body.key_bytes(), batch)
+    return UpsertResponse(message=f"Upserted {count} vectors")
+
+
+def _item_fields(item: ItemPayload, include: Iterable[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"id": item.id}
+    for name in include:
+        if name == "metadata":
+            fields["metadata"] = item.metadata or {}
+        elif name == "contents":
+            fields["contents"] = item.contents or ""
+        elif name == "vector":
+            fields["vector"] = item.vector.tolist()
+    return fields
+
+
+def _hits_json(hits: Sequence[search.Hit], include: Sequence[str]) -> list[dict[str, Any]]:
+    with_distance = "distance" in include
+    out = []
+    for hit in hits:
+        fields = _item_fields(hit.item, include)
+        if with_distance:
+            fields["distance"] = hit.distance
+        out.append(fields)
+    return out
+
+
+async def _run_query(
+    ctx: Context,
+    caller: Caller,
+    body: IndexOperationRequest,
+    vectors: Sequence[Sequence[float]] | Matrix,
+    top_k: int | None,
+    filters: dict[str, Any] | None,
+    include: Sequence[str],
+) -> list[list[dict[str, Any]]]:
+    spec = search.QuerySpec(vectors=vectors, top_k=top_k or DEFAULT_TOP_K, filters=filters)
+    results = await search.query(ctx, caller.tenant, body.index_name, body.key_bytes(), spec)
+    return [_hits_json(hits, include) for hits in results]
+
+
+@router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
+async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
+    """Nearest items to one query vector (flat results) or a batch (nested results)."""
+    if body.query_vectors is None:
+        if body.query_contents is None:
+            raise BadRequest("Provide at least one: query_vectors or query_contents.")
+        raise InvalidInput("query_contents needs an index created with an embedding_model")
+    single = not body.query_vectors or not isinstance(body.query_vectors[0], list)
+    vectors: Sequence[Sequence[float]] = (
+        [body.query_vectors] if single else body.query_vectors  # type: ignore[list-item]
+    )
+    results = await _run_query(
+        ctx, caller, body, vectors, body.top_k, body.filters, body.include
+    )
+    return {"results": results[0] if single else results}
+
+
+@router.post("/query_binary", response_model=QueryResponse, response_model_exclude_none=True)
+async def query_binary(body: BinaryQueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
+    """Nearest items to base64 float32 query rows; one row gives flat results."""
+    vectors = matrix_from_base64(body.batch.vectors_b64, body.batch.dimension)
+    results = await _run_query(
+        ctx, caller, body, vectors, body.top_k, body.filters, body.include
+    )
+    return {"results": results[0] if len(results) == 1 else results}
+
+
+@router.post("/get", response_model=GetResponse, response_model_exclude_none=True)
+async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
+    """Stored items by id, in request order; unknown ids are left out."""
+    found = await service.get_items(
+        ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
+    )
+    return {"results": [_item_fields(item, body.include) for item in found]}
+
+
+@router.post("/delete", response_model=SuccessResponse)
+async def delete(body: DeleteRequest, ctx: Context, caller: Caller) -> SuccessResponse:
+    """Delete items by id."""
+    count = await service.delete_items(
+        ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
+    )
+    return SuccessResponse(message=f"Deleted {count} vectors")
+
+
+@router.post("/list_ids", response_model=ListIdsResponse)
+async def list_ids(body: IndexOperationRequest, ctx: Context, caller: Caller) -> ListIdsResponse:
+    """Every item id in the index."""
+    ids = await service.list_ids(ctx, caller.tenant, body.index_name, body.key_bytes())
+    return ListIdsResponse(ids=ids, count=len(ids))
+
+
+@router.post("/num_vectors", response_model=NumVectorsResponse)
+async def num_vectors(
+    body: IndexOperationRequest, ctx: Context, caller: Caller
+) -> NumVectorsResponse:
+    """Number of items in the index."""
+    count = await service.count_items(ctx, caller.tenant, body.index_name, body.key_bytes())
+    return NumVectorsResponse(result=count)

@@ -1,0 +1,54 @@
+"""Service settings: one typed object built at start-up from CIPHERVEC_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CIPHERVEC_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CIPHERVEC_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL (postgresql+asyncpg://...). Unset: embedded local cluster.",
+    )
+    data_dir: Path = Field(
+        default=Path(".ciphervec"),
+        description="Where the embedded PostgreSQL cluster lives when database_url is unset.",
+    )
+    db_pool_size: int = Field(default=10, ge=1)
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=60_000, ge=0)
+
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
+    )
+    max_batch_items: int = Field(default=100_000, ge=1, description="Items per upsert.")
+    max_top_k: int = Field(default=10_000, ge=1)
+    max_dimension: int = Field(default=16_384, ge=1)
+
+    dek_cache_ttl_s: float = Field(
+        default=30.0, ge=0, description="How long an unwrapped data key stays in memory."
+    )
+    api_key_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long a verified API key is trusted without a lookup."
+    )
+    block_max_vectors: int = Field(
+        default=1024, ge=16, description="Vectors per encrypted block before a new one starts."
+    )
+
+    def sqlalchemy_url(self) -> str:
+        """The database URL, which must be set by the time the app starts."""
+        if not self.database_url:
+            raise RuntimeError("CIPHERVEC_DATABASE_URL (or DATABASE_URL) is not set")
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url

@@ -1,0 +1,1 @@
+"""Cryptography of ciphervec: AEAD, envelope keys and keyed tokens. Pure, no I/O."""

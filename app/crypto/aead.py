@@ -1,0 +1,49 @@
+"""AES-256-GCM sealing with a fresh random nonce per ciphertext.
+
+A sealed blob is `nonce(12) || ciphertext || tag(16)`. Callers always pass
+associated data naming where the blob belongs, so a blob copied to another
+row, block or index fails to open instead of being served.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+TAG_BYTES = 16
+KEY_BYTES = 32
+
+
+class AuthenticationFailed(Exception):
+    """A ciphertext did not open: wrong key, wrong associated data, or tampering."""
+
+
+class Aead:
+    """One AES-256-GCM key, kept as a ready cipher object."""
+
+    __slots__ = ("_cipher",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError("AES-256-GCM needs a 32-byte key")
+        self._cipher = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "Aead(<secret>)"
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """Encrypt and authenticate `plaintext`, bound to `aad`."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._cipher.encrypt(nonce, plaintext, aad)
+
+    def open(self, blob: bytes, aad: bytes) -> bytes:
+        """Decrypt a sealed blob, or raise AuthenticationFailed."""
+        if len(blob) < NONCE_BYTES + TAG_BYTES:
+            raise AuthenticationFailed("ciphertext too short")
+        try:
+            return self._cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+        except InvalidTag as exc:
+            raise AuthenticationFailed("ciphertext failed authentication") from exc

@@ -1,0 +1,96 @@
+"""Per-index sub-keys and the associated data that binds each ciphertext to its place.
+
+From an index's DEK, HKDF-SHA256 derives independent sub-keys, one per use:
+
+- `item`:     AES-GCM over an item's payload (id, contents, metadata, vector);
+              associated data = index id, id token and the item's write sequence,
+              so a payload moved to another row or paired with another sequence fails.
+- `block`:    AES-GCM over a packed block of vectors; associated data = index id,
+              index version, list tag and block id.
+- `centroid`: AES-GCM over an index version's centroids.
+- `id`:       HMAC-SHA256 key for id tokens; rows are addressed by
+              `id_token = HMAC(k_id, id)[:16]`, never by the id.
+- `list`:     HMAC-SHA256 key for list tags `HMAC(k_list, version || list_no)[:16]`,
+              so the database sees list sizes but not which centroid a row belongs to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.crypto.aead import KEY_BYTES, Aead
+
+TOKEN_BYTES = 16
+_LABEL_PREFIX = b"ciphervec/v1/"
+
+
+def _derive(dek: bytes, label: str) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
+                info=_LABEL_PREFIX + label.encode())
+    return hkdf.derive(dek)
+
+
+class IndexCipher:
+    """All cryptographic operations on one index's data, under its DEK."""
+
+    __slots__ = ("index_id", "_prefix", "_item", "_block", "_centroid", "_id_key", "_list_key")
+
+    def __init__(self, dek: bytes, index_id: int) -> None:
+        self.index_id = index_id
+        self._prefix = index_id.to_bytes(8, "big")
+        self._item = Aead(_derive(dek, "item"))
+        self._block = Aead(_derive(dek, "block"))
+        self._centroid = Aead(_derive(dek, "centroid"))
+        self._id_key = _derive(dek, "id-token")
+        self._list_key = _derive(dek, "list-tag")
+
+    def __repr__(self) -> str:
+        return f"IndexCipher(index_id={self.index_id}, <secret>)"
+
+    def id_token(self, item_id: str) -> bytes:
+        """The opaque token under which an item id is stored."""
+        mac = hmac.new(self._id_key, item_id.encode("utf-8"), hashlib.sha256)
+        return mac.digest()[:TOKEN_BYTES]
+
+    def list_tag(self, version: int, list_no: int) -> bytes:
+        """The opaque tag of inverted list `list_no` in index version `version`."""
+        mac = hmac.new(self._list_key, struct.pack(">QQ", version, list_no), hashlib.sha256)
+        return mac.digest()[:TOKEN_BYTES]
+
+    def _item_aad(self, id_token: bytes, seq: int) -> bytes:
+        return b"item" + self._prefix + id_token + seq.to_bytes(8, "big")
+
+    def seal_item(self, id_token: bytes, seq: int, plaintext: bytes) -> bytes:
+        """Encrypt an item payload for its row."""
+        return self._item.seal(plaintext, self._item_aad(id_token, seq))
+
+    def open_item(self, id_token: bytes, seq: int, blob: bytes) -> bytes:
+        """Decrypt an item payload read from its row."""
+        return self._item.open(blob, self._item_aad(id_token, seq))
+
+    def _block_aad(self, version: int, list_tag: bytes, block_id: int) -> bytes:
+        return b"block" + self._prefix + struct.pack(">QQ", version, block_id) + list_tag
+
+    def seal_block(self, version: int, list_tag: bytes, block_id: int, plaintext: bytes) -> bytes:
+        """Encrypt a packed vector block for its place in an inverted list."""
+        return self._block.seal(plaintext, self._block_aad(version, list_tag, block_id))
+
+    def open_block(self, version: int, list_tag: bytes, block_id: int, blob: bytes) -> bytes:
+        """Decrypt a packed vector block read from its place."""
+        return self._block.open(blob, self._block_aad(version, list_tag, block_id))
+
+    def _centroid_aad(self, version: int) -> bytes:
+        return b"centroids" + self._prefix + version.to_bytes(8, "big")
+
+    def seal_centroids(self, version: int, plaintext: bytes) -> bytes:
+        """Encrypt the packed centroids of an index version."""
+        return self._centroid.seal(plaintext, self._centroid_aad(version))
+
+    def open_centroids(self, version: int, blob: bytes) -> bytes:
+        """Decrypt the packed centroids of an index version."""
+        return self._centroid.open(blob, self._centroid_aad(version))

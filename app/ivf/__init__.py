@@ -1,0 +1,1 @@
+"""Vector kernels: batch validation, block packing, distances and top-k. numpy only."""

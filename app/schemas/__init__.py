@@ -1,0 +1,1 @@
+"""Wire models: CyborgDB v1 field names, defaults and response shapes."""

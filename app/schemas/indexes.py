@@ -1,0 +1,62 @@
+"""Wire models of /v1/indexes/* and /v1/health."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.ivf.distance import Metric
+from app.schemas.common import IndexKeyHex, IndexName
+
+
+class MetadataFieldPolicy(BaseModel):
+    """How a metadata field may be used in filters."""
+
+    model_config = {"extra": "forbid"}
+
+    filterable: bool = True
+    pattern: bool = False
+    full_text: bool = False
+
+
+class CreateIndexRequest(BaseModel):
+    """POST /v1/indexes/create."""
+
+    index_name: IndexName
+    index_key: IndexKeyHex | None = None
+    kms_name: str | None = None
+    dimension: int | None = Field(default=None, ge=1, le=16_384)
+    embedding_model: str | None = None
+    metric: Metric | None = None
+    storage_precision: Literal["float32"] | None = None
+    metadata_schema: dict[str, MetadataFieldPolicy] | None = None
+    text_fields: list[str] | None = Field(default=None, max_length=0)
+    bm25_k1: float | None = None
+    bm25_b: float | None = None
+
+
+class IndexInfoResponse(BaseModel):
+    """POST /v1/indexes/describe."""
+
+    index_name: str
+    is_trained: bool
+    dimension: int
+    metric: str
+    n_lists: int
+    metadata_schema: dict[str, Any] = {}
+    bm25: dict[str, Any] | None = None
+
+
+class IndexListResponse(BaseModel):
+    """GET /v1/indexes/list."""
+
+    indexes: list[str]
+
+
+class HealthResponse(BaseModel):
+    """GET /v1/health."""
+
+    status: str
+    api_version: str
+    version: str

@@ -1,0 +1,138 @@
+"""Wire models of /v1/vectors/*."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from app.schemas.common import IndexOperationRequest
+
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Include = Literal["distance", "metadata", "contents", "vector"]
+TopK = Annotated[int, Field(ge=1, le=10_000)]
+Probes = Annotated[int, Field(ge=0)]
+
+
+class VectorItem(BaseModel):
+    """One item of an upsert."""
+
+    id: ItemId
+    vector: list[float] | None = None
+    contents: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class UpsertRequest(IndexOperationRequest):
+    """POST /v1/vectors/upsert."""
+
+    items: list[VectorItem] = Field(min_length=1)
+
+
+class BinaryVectorBatch(BaseModel):
+    """Base64 little-endian float32 rows with their ids."""
+
+    ids: list[ItemId] = Field(min_length=1)
+    vectors_b64: str
+    dimension: int = Field(ge=1, le=16_384)
+    metadata: list[dict[str, Any] | None] | None = None
+    contents: list[str | None] | None = None
+
+
+class BinaryUpsertRequest(IndexOperationRequest):
+    """POST /v1/vectors/upsert_binary."""
+
+    batch: BinaryVectorBatch
+
+
+class UpsertResponse(BaseModel):
+    """Upsert acknowledgement."""
+
+    status: str = "success"
+    message: str
+
+
+class _QueryKnobs(IndexOperationRequest):
+    top_k: TopK | None = None
+    n_probes: Probes | None = None
+    rerank_mult: int | None = None
+    greedy: bool | None = None
+    filters: dict[str, Any] | None = None
+    include: list[Include] = []
+
+
+class QueryRequest(_QueryKnobs):
+    """POST /v1/vectors/query: one vector, or a batch of vectors."""
+
+    query_vectors: list[float] | list[list[float]] | None = None
+    query_contents: str | None = None
+
+
+class BinaryQueryBatch(BaseModel):
+    """Base64 little-endian float32 query rows."""
+
+    vectors_b64: str
+    dimension: int = Field(ge=1, le=16_384)
+
+
+class BinaryQueryRequest(_QueryKnobs):
+    """POST /v1/vectors/query_binary."""
+
+    batch: BinaryQueryBatch
+
+
+class QueryResultItem(BaseModel):
+    """One search result; optional keys appear only when included."""
+
+    id: str
+    distance: float | None = None
+    metadata: dict[str, Any] | None = None
+    contents: str | None = None
+    vector: list[float] | None = None
+
+
+class QueryResponse(BaseModel):
+    """Results for one query (flat) or a batch (nested)."""
+
+    results: list[QueryResultItem] | list[list[QueryResultItem]]
+
+
+class GetRequest(IndexOperationRequest):
+    """POST /v1/vectors/get."""
+
+    ids: list[ItemId]
+    include: list[Literal["vector", "contents", "metadata"]] = ["vector", "contents", "metadata"]
+
+
+class GetResultItem(BaseModel):
+    """One stored item; optional keys appear only when included."""
+
+    id: str
+    vector: list[float] | None = None
+    contents: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class GetResponse(BaseModel):
+    """Items found, in request order."""
+
+    results: list[GetResultItem]
+
+
+class DeleteRequest(IndexOperationRequest):
+    """POST /v1/vectors/delete."""
+
+    ids: list[ItemId]
+
+
+class ListIdsResponse(BaseModel):
+    """POST /v1/vectors/list_ids."""
+
+    ids: list[str]
+    count: int
+
+
+class NumVectorsResponse(BaseModel):
+    """POST /v1/vectors/num_vectors."""
+
+    result: int

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: table definitions and repositories. All SQL lives here."""

@@ -1,0 +1,71 @@
+"""Repository of API keys (hashes only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.tables import api_keys
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """A stored API key, without any secret."""
+
+    id: int
+    tenant: str
+    name: str
+    prefix: str
+    key_hash: bytes
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _row(r: object) -> ApiKeyRow:
+    return ApiKeyRow(**r._mapping)  # type: ignore[attr-defined]
+
+
+async def insert_api_key(
+    conn: AsyncConnection, *, tenant: str, name: str, prefix: str, key_hash: bytes
+) -> ApiKeyRow:
+    """Store a new key's hash and return its row."""
+    result = await conn.execute(
+        insert(api_keys)
+        .values(tenant=tenant, name=name, prefix=prefix, key_hash=key_hash)
+        .returning(*api_keys.c)
+    )
+    return _row(result.one())
+
+
+async def find_api_key_by_prefix(conn: AsyncConnection, prefix: str) -> ApiKeyRow | None:
+    """The key whose public prefix is `prefix`, revoked or not."""
+    result = await conn.execute(select(api_keys).where(api_keys.c.prefix == prefix))
+    row = result.one_or_none()
+    return None if row is None else _row(row)
+
+
+async def list_api_keys(conn: AsyncConnection) -> list[ApiKeyRow]:
+    """Every key, oldest first."""
+    result = await conn.execute(select(api_keys).order_by(api_keys.c.id))
+    return [_row(r) for r in result]
+
+
+async def revoke_api_key(conn: AsyncConnection, prefix: str) -> bool:
+    """Mark the key revoked; False when no valid key has this prefix."""
+    result = await conn.execute(
+        update(api_keys)
+        .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    return bool(result.rowcount)
+
+
+async def count_active_api_keys(conn: AsyncConnection) -> int:
+    """How many keys are not revoked."""
+    result = await conn.execute(
+        select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+    )
+    return int(result.scalar_one())

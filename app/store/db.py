@@ -1,0 +1,81 @@
+"""The connection pool and the one way services open a transaction.
+
+`Database.transaction()` yields a connection inside BEGIN ... COMMIT; the
+COMMIT happens before the block exits, so a service returns only after its
+writes are durable. Losing PostgreSQL (refused connection, dropped socket,
+pool timeout) surfaces as ServiceUnavailable (503), never as a hang or a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from app.errors import ServiceUnavailable
+
+_UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    sa_exc.TimeoutError,
+    sa_exc.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.OperationalError):
+        return True
+    cause = error.__cause__ or error.__context__
+    return isinstance(error, _UNAVAILABLE) or (
+        cause is not None and isinstance(cause, _UNAVAILABLE)
+    )
+
+
+class Database:
+    """An async engine plus the transaction helper every service uses."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        connect_timeout_s: float = 5.0,
+        statement_timeout_ms: int = 60_000,
+    ) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=connect_timeout_s,
+            pool_pre_ping=True,
+            connect_args={
+                "timeout": connect_timeout_s,
+                "server_settings": {
+                    "statement_timeout": str(statement_timeout_ms),
+                    "application_name": "ciphervec",
+                },
+            },
+        )
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction that commits on success, rolls back on error."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except Exception as error:
+            if _is_unavailable(error):
+                raise ServiceUnavailable("Database unavailable, try again shortly") from error
+            raise
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()

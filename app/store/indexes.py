@@ -1,0 +1,115 @@
+"""Repository of index rows: configuration, wrapped keys and write sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.tables import indexes
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """An index's stored configuration."""
+
+    id: int
+    tenant: str
+    name: str
+    dimension: int
+    metric: str
+    key_provider: str
+    wrapped_dek: bytes
+    embedding_model: str | None
+    metadata_schema: dict[str, Any] | None
+    active_version: int
+    n_lists: int
+
+
+_COLUMNS = [indexes.c[f] for f in IndexRow.__dataclass_fields__]
+
+
+@dataclass(frozen=True, slots=True)
+class SeqReservation:
+    """Write sequences handed to one upsert, and the index state it must write against."""
+
+    first_seq: int
+    dimension: int
+    active_version: int
+    n_lists: int
+
+
+async def allocate_index_id(conn: AsyncConnection) -> int:
+    """A fresh index id, needed before the DEK can be wrapped (the wrap is bound to it)."""
+    result = await conn.execute(text("SELECT nextval(pg_get_serial_sequence('indexes', 'id'))"))
+    return int(result.scalar_one())
+
+
+async def insert_index(conn: AsyncConnection, row: IndexRow) -> bool:
+    """Store a new index; False when its (tenant, name) is taken."""
+    values = {f: getattr(row, f) for f in IndexRow.__dataclass_fields__}
+    result = await conn.execute(
+        insert(indexes)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant", "name"])
+        .returning(indexes.c.id)
+    )
+    return result.one_or_none() is not None
+
+
+async def find_index(
+    conn: AsyncConnection, tenant: str, name: str, *, for_share: bool = False
+) -> IndexRow | None:
+    """The tenant's index called `name`; FOR SHARE blocks deletion until commit."""
+    query = select(*_COLUMNS).where(indexes.c.tenant == tenant, indexes.c.name == name)
+    if for_share:
+        query = query.with_for_update(read=True)
+    row = (await conn.execute(query)).one_or_none()
+    return None if row is None else IndexRow(**row._mapping)
+
+
+async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
+    """Names of the tenant's indexes, alphabetically."""
+    result = await conn.execute(
+        select(indexes.c.name).where(indexes.c.tenant == tenant).order_by(indexes.c.name)
+    )
+    return list(result.scalars())
+
+
+async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
+    """Delete an index and, by cascade, all its items and blocks."""
+    result = await conn.execute(delete(indexes).where(indexes.c.id == index_id))
+    return bool(result.rowcount)
+
+
+async def reserve_seqs(
+    conn: AsyncConnection, index_id: int, count: int, dimension: int
+) -> SeqReservation | None:
+    """Hand out `count` write sequences, fixing the dimension on the first write.
+
+    The UPDATE locks the index row until commit, which orders concurrent
+    writers of one index and makes them wait for a version switch in progress.
+    """
+    result = await conn.execute(
+        indexes.update()
+        .where(indexes.c.id == index_id)
+        .values(
+            next_seq=indexes.c.next_seq + count,
+            dimension=func.coalesce(func.nullif(indexes.c.dimension, 0), dimension),
+        )
+        .returning(
+            indexes.c.next_seq, indexes.c.dimension, indexes.c.active_version, indexes.c.n_lists
+        )
+    )
+    row = result.one_or_none()
+    if row is None:
+        return None
+    return SeqReservation(
+        first_seq=row.next_seq - count + 1,
+        dimension=row.dimension,
+        active_version=row.active_version,
+        n_lists=row.n_lists,
+    )

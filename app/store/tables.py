@@ -1,0 +1,116 @@
+"""Table definitions (SQLAlchemy Core), mirrored by the Alembic revisions.
+
+Every key of an item-level table starts with `index_id`, so the tables can be
+distributed or partitioned by index. Columns that hold client data hold only
+ciphertext or keyed tokens; the comments say what a DBA can learn from each.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("tenant", Text, nullable=False, comment="Tenant owning the key and its indexes."),
+    Column("name", Text, nullable=False, comment="Operator-chosen label of the key."),
+    Column(
+        "prefix", Text, nullable=False, comment="Public first characters of the key, for lookup."
+    ),
+    Column("key_hash", LargeBinary, nullable=False, comment="SHA-256 of the full key."),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True), comment="Set when revoked; NULL while valid."),
+    UniqueConstraint("prefix"),
+    comment="API keys (X-API-Key), stored only as hashes.",
+)
+
+indexes = Table(
+    "indexes",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("tenant", Text, nullable=False, comment="Tenant that owns the index."),
+    Column("name", Text, nullable=False, comment="Index name as clients address it."),
+    Column("dimension", Integer, nullable=False, comment="Vector dimension; 0 until first upsert."),
+    Column("metric", Text, nullable=False, comment="euclidean, squared_euclidean or cosine."),
+    Column("key_provider", Text, nullable=False, comment="Who wraps the DEK: sdk (client key)."),
+    Column("wrapped_dek", LargeBinary, nullable=False, comment="AES-GCM-wrapped data key."),
+    Column("embedding_model", Text, comment="Model that embeds contents, if any."),
+    Column("metadata_schema", JSONB, comment="Declared metadata field policies (names only)."),
+    Column(
+        "next_seq", BigInteger, nullable=False, server_default="0",
+        comment="Last write sequence handed out to this index's items.",
+    ),
+    Column(
+        "active_version", Integer, nullable=False, server_default="0",
+        comment="Index version whose blocks searches read; 0 = untrained.",
+    ),
+    Column("n_lists", Integer, nullable=False, server_default="1", comment="Inverted lists."),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("tenant", "name"),
+    comment="One row per vector index: configuration and its wrapped data key.",
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column(
+        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False,
+    ),
+    Column("id_token", LargeBinary, nullable=False, comment="HMAC of the item id (16 bytes)."),
+    Column("seq", BigInteger, nullable=False, comment="Write sequence of the current version."),
+    Column(
+        "payload", LargeBinary, nullable=False,
+        comment="AES-GCM ciphertext of id, contents, metadata and vector.",
+    ),
+    PrimaryKeyConstraint("index_id", "id_token"),
+    UniqueConstraint("index_id", "seq"),
+    comment="One row per live item; everything but its size is ciphertext.",
+)
+
+vector_blocks = Table(
+    "vector_blocks",
+    metadata,
+    Column(
+        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False,
+    ),
+    Column(
+        "block_id", BigInteger, nullable=False,
+        comment="Write sequence of the first entry (or a fresh one for merged blocks).",
+    ),
+    Column("version", Integer, nullable=False, comment="Index version the block belongs to."),
+    Column("list_tag", LargeBinary, nullable=False, comment="HMAC tag of the inverted list."),
+    Column("n_vectors", Integer, nullable=False, comment="Entries in the block, stale included."),
+    Column(
+        "ciphertext", LargeBinary, nullable=False,
+        comment="AES-GCM ciphertext of packed (sequence, vector) entries.",
+    ),
+    PrimaryKeyConstraint("index_id", "block_id"),
+    Index(None, "index_id", "version", "list_tag"),
+    comment="Vectors packed per inverted list; entries whose sequence no item holds are stale.",
+)

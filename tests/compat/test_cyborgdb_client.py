@@ -1,0 +1,94 @@
+"""The official `cyborgdb` client (0.18) against ciphervec over real HTTP."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from cyborgdb import AuthenticationError, Client, NotFoundError
+
+from app.config import Settings
+from tests.support.server import running_server
+
+
+@pytest.fixture(scope="module")
+def base_url(settings: Settings) -> Iterator[str]:
+    with running_server(settings) as url:
+        yield url
+
+
+@pytest.fixture
+def cyborg(base_url: str, api_key: str) -> Client:
+    return Client(base_url, api_key=api_key)
+
+
+def _name() -> str:
+    return f"compat-{uuid.uuid4().hex[:10]}"
+
+
+def test_health_through_the_client(cyborg: Client) -> None:
+    assert cyborg.get_health()["status"] == "healthy"
+
+
+def test_full_lifecycle_with_dict_items_and_numpy(cyborg: Client) -> None:
+    key = secrets.token_bytes(32)
+    name = _name()
+    index = cyborg.create_index(name, index_key=key, dimension=8, metric="euclidean")
+    assert name in cyborg.list_indexes()
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(200, 8)).astype(np.float32)
+
+    index.upsert([
+        {"id": f"d{i}", "vector": vectors[i].tolist(), "contents": f"doc {i}",
+         "metadata": {"i": i, "even": i % 2 == 0}}
+        for i in range(100)
+    ])
+    index.upsert([f"d{i}" for i in range(100, 200)], vectors[100:])
+
+    assert sorted(index.list_ids(), key=lambda s: int(s[1:])) == [f"d{i}" for i in range(200)]
+    loaded = cyborg.load_index(name, index_key=key)
+    assert loaded.dimension == 8 and not loaded.is_trained()
+
+    single = index.query(query_vectors=vectors[5].tolist(), top_k=3, include=["distance"])
+    assert single[0]["id"] == "d5" and single[0]["distance"] == pytest.approx(0.0, abs=1e-5)
+
+    batch = index.query(query_vectors=vectors[[1, 150]].tolist(), top_k=2)
+    assert [hits[0]["id"] for hits in batch] == ["d1", "d150"]
+
+    binary = index.query(query_vectors=vectors[[2, 3]], top_k=1)
+    assert [hits[0]["id"] for hits in binary] == ["d2", "d3"]
+    one_row = index.query(query_vectors=vectors[42], top_k=1)
+    assert one_row[0]["id"] == "d42"
+
+    filtered = index.query(
+        query_vectors=vectors[3].tolist(), top_k=5, filters={"even": True},
+        include=["metadata"],
+    )
+    assert filtered and all(hit["metadata"]["even"] for hit in filtered)
+
+    got = index.get(["d7", "d150"], include=["vector", "contents", "metadata"])
+    assert got[0]["id"] == "d7" and got[0]["contents"] == "doc 7"
+    assert got[0]["metadata"] == {"i": 7, "even": False}
+    assert np.allclose(got[1]["vector"], vectors[150])
+
+    index.delete(["d7", "d8"])
+    assert len(index.list_ids()) == 198
+    assert index.get(["d7"]) == []
+
+    index.delete_index()
+    assert name not in cyborg.list_indexes()
+
+
+def test_wrong_key_raises_authentication_error(cyborg: Client) -> None:
+    name = _name()
+    cyborg.create_index(name, index_key=secrets.token_bytes(32), dimension=4)
+    with pytest.raises(AuthenticationError):
+        cyborg.load_index(name, index_key=secrets.token_bytes(32))
+
+
+def test_unknown_index_raises_not_found(cyborg: Client) -> None:
+    with pytest.raises(NotFoundError):
+        cyborg.load_index(_name(), index_key=secrets.token_bytes(32))

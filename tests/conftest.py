@@ -1,0 +1,97 @@
+"""Shared fixtures: one throwaway PostgreSQL cluster per test session, migrated once,
+and the app driven over HTTP (in-process ASGI for integration tests)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from app.localpg import LocalPostgres
+
+from app import migrate
+from app.config import Settings
+from app.main import create_app
+from app.services import auth
+from app.store.db import Database
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[LocalPostgres]:
+    """A PostgreSQL cluster in a temp dir, removed at the end of the session."""
+    root = Path(tempfile.mkdtemp(prefix="ciphervec-test-"))
+    os.chmod(root, 0o755)  # noqa: S103 - the cluster may run as the postgres user
+    cluster = LocalPostgres(root / "pg", fast=True)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+        root.rmdir()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_cluster: LocalPostgres) -> str:
+    """A database migrated to head, shared by the session (tests use unique index names)."""
+    url = pg_cluster.create_database("ciphervec_test")
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    """Settings pointing at the test database, with a small request limit to test 413."""
+    return Settings(database_url=database_url, max_request_bytes=8 * 1024 * 1024)
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A pool for arranging test state directly through the services."""
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def api_key(db: Database) -> str:
+    """A valid API key of tenant `tests`."""
+    return (await auth.create_api_key(db, name="tests")).secret
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in process, authenticated."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test/v1", headers={"X-API-Key": api_key}
+        ) as http:
+            yield http
+
+
+@pytest.fixture
+def index_key() -> str:
+    """A fresh 32-byte index key, hex-encoded."""
+    return secrets.token_hex(32)
+
+
+@pytest.fixture
+def index_name() -> str:
+    """A unique index name."""
+    return f"idx-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def index(client: httpx.AsyncClient, index_name: str, index_key: str) -> dict[str, Any]:
+    """A created 4-d euclidean index: the base body of every call on it."""
+    body = {"index_name": index_name, "index_key": index_key}
+    response = await client.post("/indexes/create", json={**body, "dimension": 4})
+    assert response.status_code == 200, response.text
+    return body

@@ -1,0 +1,128 @@
+"""AEAD, envelope keys and per-index tokens."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.crypto.aead import Aead, AuthenticationFailed
+from app.crypto.envelope import (
+    KeyUnwrapFailed,
+    generate_data_key,
+    unwrap_data_key,
+    wrap_data_key,
+)
+from app.crypto.index_cipher import IndexCipher
+
+KEY = bytes(range(32))
+
+
+@given(st.binary(max_size=4096), st.binary(max_size=64))
+def test_sealed_blob_opens_to_the_plaintext(plaintext: bytes, aad: bytes) -> None:
+    aead = Aead(KEY)
+    assert aead.open(aead.seal(plaintext, aad), aad) == plaintext
+
+
+@given(st.binary(min_size=1, max_size=256), st.data())
+def test_any_flipped_byte_is_detected(plaintext: bytes, data: st.DataObject) -> None:
+    aead = Aead(KEY)
+    blob = bytearray(aead.seal(plaintext, b"aad"))
+    position = data.draw(st.integers(0, len(blob) - 1))
+    blob[position] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(AuthenticationFailed):
+        aead.open(bytes(blob), b"aad")
+
+
+def test_other_associated_data_is_refused() -> None:
+    aead = Aead(KEY)
+    with pytest.raises(AuthenticationFailed):
+        aead.open(aead.seal(b"secret", b"row 1"), b"row 2")
+
+
+def test_wrong_key_is_refused() -> None:
+    blob = Aead(KEY).seal(b"secret", b"")
+    with pytest.raises(AuthenticationFailed):
+        Aead(os.urandom(32)).open(blob, b"")
+
+
+def test_same_plaintext_seals_differently_each_time() -> None:
+    aead = Aead(KEY)
+    assert aead.seal(b"secret", b"") != aead.seal(b"secret", b"")
+
+
+def test_wrapped_data_key_unwraps_with_its_key_and_index() -> None:
+    dek = generate_data_key()
+    assert unwrap_data_key(KEY, wrap_data_key(KEY, dek, 7), 7) == dek
+
+
+def test_wrapped_data_key_refuses_a_wrong_key() -> None:
+    wrapped = wrap_data_key(KEY, generate_data_key(), 7)
+    with pytest.raises(KeyUnwrapFailed):
+        unwrap_data_key(os.urandom(32), wrapped, 7)
+
+
+def test_wrapped_data_key_refuses_another_index() -> None:
+    wrapped = wrap_data_key(KEY, generate_data_key(), 7)
+    with pytest.raises(KeyUnwrapFailed):
+        unwrap_data_key(KEY, wrapped, 8)
+
+
+def test_wrapped_data_key_does_not_contain_the_key() -> None:
+    dek = generate_data_key()
+    assert dek not in wrap_data_key(KEY, dek, 1)
+
+
+def test_id_tokens_are_deterministic_per_index_and_distinct_across_indexes() -> None:
+    dek = generate_data_key()
+    assert IndexCipher(dek, 1).id_token("doc-1") == IndexCipher(dek, 1).id_token("doc-1")
+    assert IndexCipher(dek, 1).id_token("doc-1") != IndexCipher(dek, 1).id_token("doc-2")
+    assert IndexCipher(dek, 1).id_token("doc-1") != IndexCipher(generate_data_key(), 1).id_token(
+        "doc-1"
+    )
+
+
+def test_item_ciphertext_is_bound_to_its_row_and_sequence() -> None:
+    cipher = IndexCipher(generate_data_key(), 3)
+    token = cipher.id_token("a")
+    blob = cipher.seal_item(token, 10, b"payload")
+    assert cipher.open_item(token, 10, blob) == b"payload"
+    with pytest.raises(AuthenticationFailed):
+        cipher.open_item(token, 11, blob)
+    with pytest.raises(AuthenticationFailed):
+        cipher.open_item(cipher.id_token("b"), 10, blob)
+
+
+def test_item_ciphertext_does_not_open_in_another_index_with_the_same_key() -> None:
+    dek = generate_data_key()
+    token = IndexCipher(dek, 1).id_token("a")
+    blob = IndexCipher(dek, 1).seal_item(token, 1, b"payload")
+    with pytest.raises(AuthenticationFailed):
+        IndexCipher(dek, 2).open_item(token, 1, blob)
+
+
+def test_block_ciphertext_is_bound_to_version_list_and_block() -> None:
+    cipher = IndexCipher(generate_data_key(), 3)
+    tag = cipher.list_tag(1, 0)
+    blob = cipher.seal_block(1, tag, 5, b"vectors")
+    assert cipher.open_block(1, tag, 5, blob) == b"vectors"
+    for version, list_tag, block_id in ((2, tag, 5), (1, cipher.list_tag(1, 1), 5), (1, tag, 6)):
+        with pytest.raises(AuthenticationFailed):
+            cipher.open_block(version, list_tag, block_id, blob)
+
+
+def test_sub_keys_are_independent_of_each_other() -> None:
+    cipher = IndexCipher(generate_data_key(), 3)
+    tag = cipher.list_tag(0, 0)
+    blob = cipher.seal_block(0, tag, 1, b"x")
+    with pytest.raises(AuthenticationFailed):
+        cipher.open_centroids(0, blob)
+
+
+def test_cipher_repr_hides_secrets() -> None:
+    dek = generate_data_key()
+    text = repr(IndexCipher(dek, 3)) + repr(Aead(dek))
+    assert dek.hex() not in text
+    assert "secret" in text

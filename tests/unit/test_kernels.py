@@ -1,0 +1,123 @@
+"""Vector validation, block packing, payloads and distance kernels."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from app.errors import InvalidInput
+from app.ivf.blocks import pack_block, unpack_block
+from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
+from app.ivf.vectors import matrix_from_base64, vector_matrix
+from app.services.payload import ItemPayload, decode_payload, encode_payload
+
+finite32 = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+
+
+def test_vector_rows_become_a_float32_matrix() -> None:
+    matrix = vector_matrix([[1, 2], [3, 4]], 2)
+    assert matrix.dtype == np.float32 and matrix.shape == (2, 2)
+
+
+def test_dimension_zero_accepts_any_dimension() -> None:
+    assert vector_matrix([[1.0, 2.0, 3.0]], 0).shape == (1, 3)
+
+
+def test_wrong_dimension_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="expected 3, got 2"):
+        vector_matrix([[1.0, 2.0]], 3)
+
+
+def test_ragged_rows_are_invalid_input() -> None:
+    with pytest.raises(InvalidInput):
+        vector_matrix([[1.0, 2.0], [1.0]], 0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_are_invalid_input(bad: float) -> None:
+    with pytest.raises(InvalidInput, match="NaN or infinite"):
+        vector_matrix([[1.0, bad]], 2)
+
+
+def test_empty_batch_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput):
+        vector_matrix([], 2)
+
+
+def test_base64_rows_decode_as_little_endian_float32_with_or_without_padding() -> None:
+    rows = np.arange(6, dtype="<f4").reshape(2, 3)
+    text = base64.b64encode(rows.tobytes()).decode()
+    assert np.array_equal(matrix_from_base64(text, 3), rows)
+    assert np.array_equal(matrix_from_base64(text.rstrip("="), 3), rows)
+
+
+def test_base64_with_a_partial_row_is_invalid_input() -> None:
+    text = base64.b64encode(np.zeros(5, dtype="<f4").tobytes()).decode()
+    with pytest.raises(InvalidInput, match="whole number"):
+        matrix_from_base64(text, 3)
+
+
+def test_invalid_base64_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="base64"):
+        matrix_from_base64("!!!!", 1)
+
+
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 16)),
+                  elements=finite32))
+def test_block_round_trips(vectors: np.ndarray) -> None:  # type: ignore[type-arg]
+    seqs = np.arange(10, 10 + len(vectors), dtype=np.int64)
+    got_seqs, got_vectors = unpack_block(pack_block(seqs, vectors))
+    assert np.array_equal(got_seqs, seqs)
+    assert np.array_equal(got_vectors, vectors)
+
+
+def test_payload_round_trips_with_unicode_and_nested_metadata() -> None:
+    item = ItemPayload(
+        id="ü-1", vector=np.array([0.5, -0.0, 3.0], dtype=np.float32),
+        contents="héllo", metadata={"a": {"b": [1, 2.5, None, True]}},
+    )
+    decoded = decode_payload(encode_payload(item))
+    assert (decoded.id, decoded.contents, decoded.metadata) == (item.id, "héllo", item.metadata)
+    assert decoded.vector.tobytes() == item.vector.tobytes()
+
+
+def test_payload_refuses_non_finite_metadata() -> None:
+    item = ItemPayload(id="a", vector=np.zeros(1, np.float32), metadata={"x": float("nan")})
+    with pytest.raises(ValueError):
+        encode_payload(item)
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_scan_then_exact_rerank_matches_brute_force(metric: Metric) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    query = rng.normal(size=(1, 16)).astype(np.float32)
+    v64, q64 = vectors.astype(np.float64), query[0].astype(np.float64)
+    if metric is Metric.COSINE:
+        brute = 1 - (v64 @ q64) / (np.linalg.norm(v64, axis=1) * np.linalg.norm(q64))
+    else:
+        brute = ((v64 - q64) ** 2).sum(axis=1)
+        if metric is Metric.EUCLIDEAN:
+            brute = np.sqrt(brute)
+    shortlist = smallest(scan_scores(query, vectors, metric)[0], 30)
+    exact = exact_distances(query[0], vectors[shortlist], metric)
+    top = shortlist[np.argsort(exact)][:10]
+    assert top.tolist() == np.argsort(brute)[:10].tolist()
+    assert np.allclose(np.sort(exact)[:10], np.sort(brute)[:10])
+
+
+def test_cosine_distance_of_a_zero_vector_is_one() -> None:
+    vectors = np.array([[0.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    distances = exact_distances(np.array([1.0, 0.0], dtype=np.float32), vectors, Metric.COSINE)
+    assert distances.tolist() == [1.0, 0.0]
+
+
+def test_smallest_returns_ascending_positions() -> None:
+    scores = np.array([5, 1, 4, 2, 3], dtype=np.float32)
+    assert smallest(scores, 3).tolist() == [1, 3, 4]
+    assert smallest(scores, 10).tolist() == [1, 3, 4, 2, 0]
