@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter
 
@@ -122,10 +122,9 @@ async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, A
         if body.query_contents is None:
             raise BadRequest("Provide at least one: query_vectors or query_contents.")
         raise InvalidInput("query_contents needs an index created with an embedding_model")
-    single = not body.query_vectors or not isinstance(body.query_vectors[0], list)
-    vectors: Sequence[Sequence[float]] = (
-        [body.query_vectors] if single else body.query_vectors  # type: ignore[list-item]
-    )
+    rows = body.query_vectors
+    single = not rows or not isinstance(rows[0], list)
+    vectors = cast(list[list[float]], [rows] if single else rows)
     results = await _run_query(
         ctx, caller, body, vectors, body.top_k, body.filters, body.include
     )

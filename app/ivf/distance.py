@@ -32,15 +32,17 @@ class Metric(StrEnum):
 def _unit_rows(matrix: Matrix) -> Matrix:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32, copy=False)
+    return np.asarray(matrix / norms, dtype=np.float32)
 
 
 def scan_scores(queries: Matrix, vectors: Matrix, metric: Metric) -> Scores:
     """A (queries x vectors) matrix of scores ordered like the metric's distance."""
     if metric is Metric.COSINE:
-        return -(_unit_rows(queries) @ _unit_rows(vectors).T)
-    sq_norms = np.einsum("ij,ij->i", vectors, vectors)
-    return sq_norms[np.newaxis, :] - 2.0 * (queries @ vectors.T)
+        scores = -(_unit_rows(queries) @ _unit_rows(vectors).T)
+    else:
+        sq_norms = np.einsum("ij,ij->i", vectors, vectors)
+        scores = sq_norms[np.newaxis, :] - 2.0 * (queries @ vectors.T)
+    return np.asarray(scores, dtype=np.float32)
 
 
 def exact_distances(query: Matrix, vectors: Matrix, metric: Metric) -> Distances:

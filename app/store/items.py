@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, bindparam, func, select, text
@@ -68,7 +68,7 @@ async def items_by_tokens(
 
 
 async def items_by_seqs(
-    conn: AsyncConnection, index_id: int, seqs: Sequence[int]
+    conn: AsyncConnection, index_id: int, seqs: Collection[int]
 ) -> list[ItemRow]:
     """The items whose current write sequence is among `seqs`; stale sequences match nothing."""
     result = await conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+
 from app.localpg import LocalPostgres
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from app.localpg import LocalPostgres
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import migrate
+from app.localpg import LocalPostgres
 from app.store.tables import metadata
 
 

@@ -21,7 +21,7 @@ async def _create(
     return body
 
 
-def _brute_force(vectors: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:  # type: ignore[type-arg]
+def _brute_force(vectors: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
     v, q = vectors.astype(np.float64), query.astype(np.float64)
     if metric == "cosine":
         return 1 - (v @ q) / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))  # type: ignore[no-any-return]

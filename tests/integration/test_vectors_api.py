@@ -210,7 +210,7 @@ async def test_wrong_index_key_writes_and_reads_nothing(
 ) -> None:
     await client.post("/vectors/upsert", json={**index, "items": _items(1)})
     wrong = {**index, "index_key": secrets.token_hex(32)}
-    calls = [
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("/vectors/upsert", {"items": _items(1, start=50)}),
         ("/vectors/get", {"ids": ["doc-0"]}),
         ("/vectors/delete", {"ids": ["doc-0"]}),
@@ -228,7 +228,7 @@ async def test_unknown_index_is_not_found_for_every_vector_route(
     client: httpx.AsyncClient, index_key: str
 ) -> None:
     body = {"index_name": "missing-index", "index_key": index_key}
-    calls = [
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("/vectors/upsert", {"items": _items(1)}),
         ("/vectors/get", {"ids": ["a"]}),
         ("/vectors/delete", {"ids": ["a"]}),

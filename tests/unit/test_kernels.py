@@ -69,7 +69,7 @@ def test_invalid_base64_is_invalid_input() -> None:
 
 @given(hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 16)),
                   elements=finite32))
-def test_block_round_trips(vectors: np.ndarray) -> None:  # type: ignore[type-arg]
+def test_block_round_trips(vectors: np.ndarray) -> None:
     seqs = np.arange(10, 10 + len(vectors), dtype=np.int64)
     got_seqs, got_vectors = unpack_block(pack_block(seqs, vectors))
     assert np.array_equal(got_seqs, seqs)
