@@ -24,11 +24,15 @@ cli.add_typer(keys_cli, name="keys")
 T = TypeVar("T")
 
 
+def _embedded_cluster(settings: Settings) -> LocalPostgres:
+    return LocalPostgres(settings.data_dir.resolve() / "pg")
+
+
 def _database_url(settings: Settings) -> str:
     """The configured database, or the embedded cluster under the data dir (started if needed)."""
     if settings.database_url:
         return settings.sqlalchemy_url()
-    cluster = LocalPostgres(settings.data_dir.resolve() / "pg")
+    cluster = _embedded_cluster(settings)
     cluster.start()
     typer.echo(f"Embedded PostgreSQL running at {cluster.libpq_url()}", err=True)
     return cluster.url()
@@ -51,8 +55,14 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
-    """Migrate the database, make sure an API key exists, and serve the API."""
+    """Migrate the database, make sure an API key exists, and serve the API.
+
+    Without a database URL it starts the embedded cluster, and stops it on exit
+    if this command was the one that started it.
+    """
     settings = Settings()
+    embedded = None if settings.database_url else _embedded_cluster(settings)
+    started_here = embedded is not None and not embedded.is_running()
     url = _database_url(settings)
     os.environ["CIPHERVEC_DATABASE_URL"] = url
     migrations.upgrade(url)
@@ -66,7 +76,11 @@ def serve(
     if secret is not None:
         typer.echo("No API key existed; created one. It is shown only this once:")
         typer.echo(f"X-API-Key: {secret}")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+    finally:
+        if embedded is not None and started_here:
+            embedded.stop()
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -169,7 +170,10 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         """Create database `name` unless it exists; returns its SQLAlchemy URL."""
-        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+            raise ValueError(f"Unsupported database name: {name!r}")
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 - checked name
+        exists = self._psql("postgres", query)
         if exists.strip() != "1":
             self._psql("postgres", f'CREATE DATABASE "{name}"')
         return self.url(name)
