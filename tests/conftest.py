@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from app.localpg import LocalPostgres
 
 from app import migrate
 from app.config import Settings
+from app.localpg import LocalPostgres
 from app.main import create_app
 from app.services import auth
 from app.store.db import Database
