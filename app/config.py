@@ -42,6 +42,19 @@ class Settings(BaseSettings):
     block_max_vectors: int = Field(
         default=1024, ge=16, description="Vectors per encrypted block before a new one starts."
     )
+    block_cache_mb: int = Field(
+        default=512, ge=0, description="In-process cache of block ciphertexts."
+    )
+    auto_train: bool = Field(default=True, description="Train indexes as they grow.")
+    auto_train_threshold: int = Field(
+        default=10_000, ge=2, description="Items at which an untrained index is trained."
+    )
+    retrain_growth: float = Field(
+        default=2.0, gt=1.0, description="Retrain when items reach this multiple of the last train."
+    )
+    compaction_stale_ratio: float = Field(
+        default=0.25, gt=0, lt=1, description="Stale block entries that trigger compaction."
+    )
 
     def sqlalchemy_url(self) -> str:
         """The database URL, which must be set by the time the app starts."""

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 
 from app.api.deps import Caller, Context
 from app.ivf.distance import Metric
 from app.schemas.common import ErrorResponse, IndexOperationRequest, SuccessResponse
-from app.schemas.indexes import CreateIndexRequest, IndexInfoResponse, IndexListResponse
+from app.schemas.indexes import (
+    CreateIndexRequest,
+    IndexInfoResponse,
+    IndexListResponse,
+    TrainingStatusResponse,
+    TrainRequest,
+)
 from app.services import indexes as service
+from app.services import training
 
 router = APIRouter(
     prefix="/indexes",
@@ -68,3 +77,30 @@ async def delete_index(
     """Delete an index and all its items."""
     await service.delete_index(ctx, caller.tenant, body.index_name, body.key_bytes())
     return SuccessResponse(message=f"Index '{body.index_name}' deleted successfully")
+
+
+@router.post("/train", response_model=SuccessResponse)
+async def train_index(body: TrainRequest, ctx: Context, caller: Caller) -> SuccessResponse:
+    """Train the index's IVF lists now; blocks until the new version is active."""
+    params = training.TrainParams(
+        n_lists=body.n_lists,
+        batch_size=body.batch_size or 2048,
+        max_iters=body.max_iters or 100,
+        tolerance=body.tolerance if body.tolerance is not None else 1e-6,
+        max_memory_mb=body.max_memory or 0,
+    )
+    await training.train(ctx, caller.tenant, body.index_name, body.key_bytes(), params)
+    return SuccessResponse(message=f"Index '{body.index_name}' trained successfully")
+
+
+@router.get("/training-status", response_model=TrainingStatusResponse)
+async def training_status(ctx: Context, caller: Caller) -> TrainingStatusResponse:
+    """The caller's indexes being trained right now, by any service process."""
+    names = await training.training_now(ctx, caller.tenant)
+    return TrainingStatusResponse(
+        training_indexes=names,
+        retrain_threshold=ctx.settings.auto_train_threshold,
+        currently_training=names[0] if names else None,
+        worker_running=bool(names),
+        worker_pid=os.getpid() if names else 0,
+    )

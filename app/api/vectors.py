@@ -19,6 +19,7 @@ from app.schemas.vectors import (
     GetResponse,
     ListIdsResponse,
     NumVectorsResponse,
+    QueryKnobs,
     QueryRequest,
     QueryResponse,
     UpsertRequest,
@@ -51,8 +52,8 @@ async def upsert(body: UpsertRequest, ctx: Context, caller: Caller) -> UpsertRes
         contents=[item.contents for item in body.items],
         metadata=[item.metadata for item in body.items],
     )
-    count = await service.upsert(ctx, caller.tenant, body.index_name, body.key_bytes(), batch)
-    return UpsertResponse(message=f"Upserted {count} vectors")
+    outcome = await service.upsert(ctx, caller.tenant, body.index_name, body.key_bytes(), batch)
+    return _upsert_response(outcome)
 
 
 @router.post("/upsert_binary", response_model=UpsertResponse, response_model_exclude_none=True)
@@ -74,8 +75,17 @@ async def upsert_binary(
         contents=rows.contents or [None] * n,
         metadata=rows.metadata or [None] * n,
     )
-    count = await service.upsert(ctx, caller.tenant, body.index_name, body.key_bytes(), batch)
-    return UpsertResponse(message=f"Upserted {count} vectors")
+    outcome = await service.upsert(ctx, caller.tenant, body.index_name, body.key_bytes(), batch)
+    return _upsert_response(outcome)
+
+
+def _upsert_response(outcome: service.UpsertOutcome) -> UpsertResponse:
+    return UpsertResponse(
+        message=f"Upserted {outcome.count} vectors",
+        training_triggered=True if outcome.training_message else None,
+        training_message=outcome.training_message,
+        warning=outcome.warning,
+    )
 
 
 def _item_fields(item: ItemPayload, include: Iterable[str]) -> dict[str, Any]:
@@ -106,13 +116,14 @@ async def _run_query(
     caller: Caller,
     body: IndexOperationRequest,
     vectors: Sequence[Sequence[float]] | Matrix,
-    top_k: int | None,
-    filters: dict[str, Any] | None,
-    include: Sequence[str],
+    knobs: QueryKnobs,
 ) -> list[list[dict[str, Any]]]:
-    spec = search.QuerySpec(vectors=vectors, top_k=top_k or DEFAULT_TOP_K, filters=filters)
+    spec = search.QuerySpec(
+        vectors=vectors, top_k=knobs.top_k or DEFAULT_TOP_K, n_probes=knobs.n_probes or None,
+        filters=knobs.filters,
+    )
     results = await search.query(ctx, caller.tenant, body.index_name, body.key_bytes(), spec)
-    return [_hits_json(hits, include) for hits in results]
+    return [_hits_json(hits, knobs.include) for hits in results]
 
 
 @router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
@@ -125,9 +136,7 @@ async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, A
     rows = body.query_vectors
     single = not rows or not isinstance(rows[0], list)
     vectors = cast(list[list[float]], [rows] if single else rows)
-    results = await _run_query(
-        ctx, caller, body, vectors, body.top_k, body.filters, body.include
-    )
+    results = await _run_query(ctx, caller, body, vectors, body)
     return {"results": results[0] if single else results}
 
 
@@ -135,9 +144,7 @@ async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, A
 async def query_binary(body: BinaryQueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
     """Nearest items to base64 float32 query rows; one row gives flat results."""
     vectors = matrix_from_base64(body.batch.vectors_b64, body.batch.dimension)
-    results = await _run_query(
-        ctx, caller, body, vectors, body.top_k, body.filters, body.include
-    )
+    results = await _run_query(ctx, caller, body, vectors, body)
     return {"results": results[0] if len(results) == 1 else results}
 
 

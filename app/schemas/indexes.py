@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.ivf.distance import Metric
-from app.schemas.common import IndexKeyHex, IndexName
+from app.schemas.common import IndexKeyHex, IndexName, IndexOperationRequest
 
 
 class MetadataFieldPolicy(BaseModel):
@@ -46,6 +46,28 @@ class IndexInfoResponse(BaseModel):
     n_lists: int
     metadata_schema: dict[str, Any] = {}
     bm25: dict[str, Any] | None = None
+
+
+class TrainRequest(IndexOperationRequest):
+    """POST /v1/indexes/train; null fields take their defaults."""
+
+    n_lists: int | None = Field(default=None, ge=1, le=65_536)
+    batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_iters: int | None = Field(default=None, ge=1, le=10_000)
+    tolerance: float | None = Field(default=None, ge=0)
+    max_memory: int | None = Field(default=None, ge=0, description="MB; 0 = no limit.")
+
+
+class TrainingStatusResponse(BaseModel):
+    """GET /v1/indexes/training-status."""
+
+    training_indexes: list[str]
+    retrain_threshold: int
+    currently_training: str | None = None
+    queued_indexes: list[str] = []
+    worker_running: bool = False
+    worker_pid: int = 0
+    global_training: dict[str, Any] = {}
 
 
 class IndexListResponse(BaseModel):

@@ -46,13 +46,18 @@ class BinaryUpsertRequest(IndexOperationRequest):
 
 
 class UpsertResponse(BaseModel):
-    """Upsert acknowledgement."""
+    """Upsert acknowledgement; training fields appear when it started a training run."""
 
     status: str = "success"
     message: str
+    training_triggered: bool | None = None
+    training_message: str | None = None
+    warning: str | None = None
 
 
-class _QueryKnobs(IndexOperationRequest):
+class QueryKnobs(IndexOperationRequest):
+    """Knobs shared by every query route."""
+
     top_k: TopK | None = None
     n_probes: Probes | None = None
     rerank_mult: int | None = None
@@ -61,7 +66,7 @@ class _QueryKnobs(IndexOperationRequest):
     include: list[Include] = []
 
 
-class QueryRequest(_QueryKnobs):
+class QueryRequest(QueryKnobs):
     """POST /v1/vectors/query: one vector, or a batch of vectors."""
 
     query_vectors: list[float] | list[list[float]] | None = None
@@ -75,7 +80,7 @@ class BinaryQueryBatch(BaseModel):
     dimension: int = Field(ge=1, le=16_384)
 
 
-class BinaryQueryRequest(_QueryKnobs):
+class BinaryQueryRequest(QueryKnobs):
     """POST /v1/vectors/query_binary."""
 
     batch: BinaryQueryBatch

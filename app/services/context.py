@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.kms.sdk import IndexCipherCache
 from app.services.auth import ApiKeyCache
+from app.services.blockstore import CentroidCache
+from app.store.block_cache import BlockCache
 from app.store.db import Database
 
 
@@ -18,6 +21,9 @@ class ServiceContext:
     db: Database
     ciphers: IndexCipherCache
     api_keys: ApiKeyCache
+    blocks: BlockCache
+    centroids: CentroidCache = field(default_factory=CentroidCache)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceContext:
@@ -33,8 +39,17 @@ class ServiceContext:
             db=db,
             ciphers=IndexCipherCache(settings.dek_cache_ttl_s),
             api_keys=ApiKeyCache(settings.api_key_cache_ttl_s),
+            blocks=BlockCache(settings.block_cache_mb * 1024 * 1024),
         )
 
+    def spawn(self, work: asyncio.Task[None]) -> None:
+        """Keep a background task alive until it finishes."""
+        self.background.add(work)
+        work.add_done_callback(self.background.discard)
+
     async def close(self) -> None:
-        """Release the pool."""
+        """Cancel background work and release the pool."""
+        for work in list(self.background):
+            work.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.db.dispose()

@@ -127,3 +127,4 @@ async def delete_index(
         if not await repo.delete_index(conn, opened.row.id):
             raise IndexNotFound(name)
     ctx.ciphers.forget(opened.row.id)
+    ctx.blocks.forget_index(opened.row.id)

@@ -1,11 +1,13 @@
-"""Similarity search: scan the active version's blocks, validate candidates, decrypt the top-k.
+"""Similarity search over the active index version.
 
-Candidates come from the encrypted vector blocks; an entry counts only while
-an item row still holds its write sequence, so overwritten and deleted items
+Untrained, every block is scanned (exact search). Trained, each query scans
+the blocks of its `n_probes` nearest lists. Candidates count only while an
+item row still holds their write sequence, so overwritten and deleted items
 never appear. Candidates are examined in order of score, in growing rounds,
-until each query has `top_k` live items that pass its metadata filter (or the
+until each query has `top_k` live items that pass its metadata filter (or its
 candidates run out). Only the winners' payloads are decrypted, unless a
-filter needs their metadata.
+filter needs their metadata. The whole search reads one REPEATABLE READ
+snapshot, so it never mixes two index versions.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.crypto.aead import AuthenticationFailed
-from app.errors import InvalidFilter, StoredDataCorrupt
+from app.errors import InvalidFilter
 from app.filters import FilterError, compile_filter
-from app.ivf.blocks import unpack_block
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
+from app.ivf.kmeans import auto_n_probes, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
+from app.services.blockstore import open_blocks
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index
 from app.services.payload import ItemPayload
@@ -31,6 +34,7 @@ from app.store import items as item_repo
 from app.store.items import ItemRow
 
 Predicate = Callable[[Mapping[str, object]], bool]
+Positions = np.ndarray[Any, np.dtype[np.intp]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class QuerySpec:
 
     vectors: Sequence[Sequence[float]] | Matrix
     top_k: int
+    n_probes: int | None = None
     filters: Mapping[str, Any] | None = None
 
 
@@ -52,9 +57,21 @@ class Hit:
 
 @dataclass(slots=True)
 class _QueryState:
-    order: np.ndarray[Any, np.dtype[np.intp]]
+    """One query's candidates (positions into the scanned entries) and progress."""
+
+    candidates: Positions
+    scores: np.ndarray[Any, np.dtype[np.float32]]
+    order: Positions
     examined: int = 0
     hits: list[tuple[float, int]] = field(default_factory=list)
+
+    def unexamined(self) -> Positions:
+        return self.candidates[self.order[self.examined :]]
+
+    def widen(self) -> None:
+        """Extend the ordered shortlist fourfold."""
+        wider = smallest(self.scores, min(len(self.scores), 4 * len(self.order)))
+        self.order = np.concatenate([self.order, wider[~np.isin(wider, self.order)]])
 
 
 def _compile(filters: Mapping[str, Any] | None) -> Predicate | None:
@@ -66,73 +83,91 @@ def _compile(filters: Mapping[str, Any] | None) -> Predicate | None:
         raise InvalidFilter(f"Invalid filter: {exc}") from exc
 
 
-def _open_blocks(opened: OpenIndex, blocks: Sequence[block_repo.BlockRow]) -> tuple[
-    np.ndarray[Any, np.dtype[np.int64]], Matrix
-]:
-    seq_parts, vector_parts = [], []
-    for block in blocks:
-        try:
-            plaintext = opened.cipher.open_block(
-                block.version, block.list_tag, block.block_id, block.ciphertext
-            )
-        except AuthenticationFailed as exc:
-            raise StoredDataCorrupt("Stored vector block failed authentication") from exc
-        seqs, vectors = unpack_block(plaintext)
-        seq_parts.append(seqs)
-        vector_parts.append(vectors)
-    return np.concatenate(seq_parts), np.concatenate(vector_parts)
-
-
 async def query(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, spec: QuerySpec
 ) -> list[list[Hit]]:
     """The `top_k` nearest live items for each query vector, nearest first."""
     predicate = _compile(spec.filters)
-    async with ctx.db.transaction() as conn:
+    async with ctx.db.transaction(snapshot=True) as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
         queries = vector_matrix(spec.vectors, opened.row.dimension)
-        blocks = await block_repo.blocks_of_version(conn, opened.row.id, opened.row.active_version)
+        metric = Metric(opened.row.metric)
+        version = opened.row.active_version
+        centroids = await ctx.centroids.load(conn, opened.cipher, version)
+        probes = None
+        tags = None
+        if centroids is not None:
+            n_probes = spec.n_probes or auto_n_probes(len(centroids))
+            probes = nearest_lists(queries, centroids, metric, n_probes)
+            tags = {opened.cipher.list_tag(version, int(n)): int(n) for n in np.unique(probes)}
+        blocks = await block_repo.fetch_blocks(conn, ctx.blocks, opened.row.id, version,
+                                               list(tags) if tags is not None else None)
         if not blocks:
             return [[] for _ in range(len(queries))]
-        seqs, vectors = _open_blocks(opened, blocks)
-        metric = Metric(opened.row.metric)
-        scores = scan_scores(queries, vectors, metric)
+        seqs, vectors = open_blocks(opened.cipher, blocks)
+        states = []
         shortlist = max(2 * spec.top_k, spec.top_k + 32)
-        states = [_QueryState(order=smallest(row, shortlist)) for row in scores]
-        rows: dict[int, ItemRow] = {}
-        payloads: dict[int, ItemPayload] = {}
-        checked: set[int] = set()
-        while True:
-            active = [
-                st for st in states if len(st.hits) < spec.top_k and st.examined < len(st.order)
-            ]
-            if not active:
-                break
-            wanted = {int(s) for st in active for s in seqs[st.order[st.examined :]]} - checked
-            if wanted:
-                for row in await item_repo.items_by_seqs(conn, opened.row.id, wanted):
-                    rows[row.seq] = row
-                checked |= wanted
-            for q, st in enumerate(states):
-                if len(st.hits) >= spec.top_k or st.examined >= len(st.order):
-                    continue
-                fresh = st.order[st.examined :]
-                st.examined = len(st.order)
-                live = [p for p in fresh.tolist() if int(seqs[p]) in rows]
-                if predicate is not None:
-                    live = [
-                        p for p in live
-                        if predicate(_payload(opened, rows[int(seqs[p])], payloads).metadata or {})
-                    ]
-                if live:
-                    positions = np.asarray(live, dtype=np.intp)
-                    dists = exact_distances(queries[q], vectors[positions], metric)
-                    st.hits.extend(zip(dists.tolist(), seqs[positions].tolist(), strict=True))
-                if len(st.hits) < spec.top_k and len(st.order) < len(seqs):
-                    wider = smallest(scores[q], min(len(seqs), 4 * len(st.order)))
-                    st.order = np.concatenate([st.order, wider[~np.isin(wider, st.order)]])
-    winners = [sorted(st.hits)[: spec.top_k] for st in states]
-    return [[Hit(_payload(opened, rows[s], payloads), d) for d, s in w] for w in winners]
+        entry_lists = (
+            None if tags is None
+            else np.repeat([tags[b.list_tag] for b in blocks], [b.n_vectors for b in blocks])
+        )
+        for q, query_vector in enumerate(queries):
+            if probes is None or entry_lists is None:
+                candidates = np.arange(len(seqs))
+            else:
+                candidates = np.flatnonzero(np.isin(entry_lists, probes[q]))
+            scores = scan_scores(query_vector[np.newaxis], vectors[candidates], metric)[0]
+            states.append(_QueryState(candidates, scores, smallest(scores, shortlist)))
+        rows, payloads = await _select(
+            conn, opened, states, seqs, vectors, queries, metric, spec.top_k, predicate
+        )
+    return [
+        [Hit(_payload(opened, rows[s], payloads), d) for d, s in sorted(st.hits)[: spec.top_k]]
+        for st in states
+    ]
+
+
+async def _select(
+    conn: AsyncConnection,
+    opened: OpenIndex,
+    states: list[_QueryState],
+    seqs: np.ndarray[Any, np.dtype[np.int64]],
+    vectors: Matrix,
+    queries: Matrix,
+    metric: Metric,
+    top_k: int,
+    predicate: Predicate | None,
+) -> tuple[dict[int, ItemRow], dict[int, ItemPayload]]:
+    """Examine candidates in rounds until every query has top_k live matches or runs out."""
+    rows: dict[int, ItemRow] = {}
+    payloads: dict[int, ItemPayload] = {}
+    checked: set[int] = set()
+    while True:
+        active = [st for st in states if len(st.hits) < top_k and st.examined < len(st.order)]
+        if not active:
+            return rows, payloads
+        wanted = {int(s) for st in active for s in seqs[st.unexamined()]} - checked
+        if wanted:
+            for row in await item_repo.items_by_seqs(conn, opened.row.id, wanted):
+                rows[row.seq] = row
+            checked |= wanted
+        for q, st in enumerate(states):
+            if len(st.hits) >= top_k or st.examined >= len(st.order):
+                continue
+            fresh = st.unexamined().tolist()
+            st.examined = len(st.order)
+            live = [p for p in fresh if int(seqs[p]) in rows]
+            if predicate is not None:
+                live = [
+                    p for p in live
+                    if predicate(_payload(opened, rows[int(seqs[p])], payloads).metadata or {})
+                ]
+            if live:
+                positions = np.asarray(live, dtype=np.intp)
+                dists = exact_distances(queries[q], vectors[positions], metric)
+                st.hits.extend(zip(dists.tolist(), seqs[positions].tolist(), strict=True))
+            if len(st.hits) < top_k and len(st.order) < len(st.scores):
+                st.widen()
 
 
 def _payload(opened: OpenIndex, row: ItemRow, cache: dict[int, ItemPayload]) -> ItemPayload:

@@ -12,18 +12,18 @@ import numpy as np
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import IndexNotFound, InvalidInput, StoredDataCorrupt
-from app.ivf.blocks import pack_block
+from app.ivf.distance import Metric
+from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
+from app.services import maintenance
+from app.services.blockstore import seal_assigned
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.payload import ItemPayload, decode_payload, encode_payload
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
-from app.store.blocks import BlockRow
 from app.store.items import ItemRow
-
-UNTRAINED_LIST = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,34 +66,19 @@ def open_payload(cipher: IndexCipher, row: ItemRow) -> ItemPayload:
         raise StoredDataCorrupt("Stored item failed authentication") from exc
 
 
-def seal_blocks(
-    cipher: IndexCipher,
-    version: int,
-    list_no: int,
-    seqs: np.ndarray[Any, np.dtype[np.int64]],
-    vectors: Matrix,
-    block_size: int,
-) -> list[BlockRow]:
-    """Pack and encrypt entries of one inverted list into blocks of at most `block_size`.
+@dataclass(frozen=True, slots=True)
+class UpsertOutcome:
+    """What an upsert did, and whether it started a training run."""
 
-    A block's id is the write sequence of its first entry, unique in the index.
-    """
-    tag = cipher.list_tag(version, list_no)
-    rows = []
-    for start in range(0, len(seqs), block_size):
-        part_seqs = seqs[start : start + block_size]
-        part_vectors = vectors[start : start + block_size]
-        block_id = int(part_seqs[0])
-        plaintext = pack_block(part_seqs, part_vectors)
-        ciphertext = cipher.seal_block(version, tag, block_id, plaintext)
-        rows.append(BlockRow(block_id, version, tag, len(part_seqs), ciphertext))
-    return rows
+    count: int
+    training_message: str | None = None
+    warning: str | None = None
 
 
 async def upsert(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, batch: ItemBatch
-) -> int:
-    """Insert or overwrite items atomically; returns how many were written."""
+) -> UpsertOutcome:
+    """Insert or overwrite items atomically, each vector in its inverted list's blocks."""
     _check_ids(batch.ids, ctx.settings.max_batch_items)
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
@@ -110,22 +95,27 @@ async def upsert(
                 f"Vector dimension mismatch: expected {reservation.dimension}, "
                 f"got {vectors.shape[1]}"
             )
+        version = reservation.active_version
+        centroids = await ctx.centroids.load(conn, opened.cipher, version)
+        lists = (
+            np.zeros(len(tokens), dtype=np.int64)
+            if centroids is None
+            else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
+        )
         seqs = np.arange(reservation.first_seq, reservation.first_seq + len(tokens), dtype=np.int64)
         payloads = [
             opened.cipher.seal_item(t, int(s), p)
             for t, s, p in zip(tokens, seqs, plaintexts, strict=True)
         ]
-        blocks = seal_blocks(
-            opened.cipher,
-            reservation.active_version,
-            UNTRAINED_LIST,
-            seqs,
-            vectors,
-            ctx.settings.block_max_vectors,
+        blocks = seal_assigned(
+            opened.cipher, version, lists, seqs, vectors, ctx.settings.block_max_vectors
         )
-        await item_repo.upsert_items(conn, opened.row.id, tokens, seqs.tolist(), payloads)
+        added = await item_repo.upsert_items(conn, opened.row.id, tokens, seqs.tolist(), payloads)
+        await index_repo.add_items(conn, opened.row.id, added)
         await block_repo.insert_blocks(conn, opened.row.id, blocks)
-    return len(tokens)
+    n_items = opened.row.n_items + added
+    after = await maintenance.after_write(ctx, opened, n_items)
+    return UpsertOutcome(len(tokens), after.training_message, after.warning)
 
 
 async def get_items(
@@ -156,7 +146,10 @@ async def delete_items(
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
         tokens = [opened.cipher.id_token(i) for i in dict.fromkeys(ids)]
-        return await item_repo.delete_items(conn, opened.row.id, tokens) if tokens else 0
+        deleted = await item_repo.delete_items(conn, opened.row.id, tokens) if tokens else 0
+        await index_repo.add_items(conn, opened.row.id, -deleted)
+    await maintenance.after_write(ctx, opened, opened.row.n_items - deleted)
+    return deleted
 
 
 async def list_ids(
@@ -176,5 +169,4 @@ async def count_items(
 ) -> int:
     """Number of live items."""
     async with ctx.db.transaction() as conn:
-        opened = await open_index(conn, ctx, tenant, name, index_key)
-        return await item_repo.count_items(conn, opened.row.id)
+        return (await open_index(conn, ctx, tenant, name, index_key)).row.n_items

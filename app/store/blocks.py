@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.tables import vector_blocks
+from app.store.block_cache import BlockCache
+from app.store.tables import vector_blocks as vb
 
 
 class BlockRow(NamedTuple):
@@ -22,23 +23,133 @@ class BlockRow(NamedTuple):
     ciphertext: bytes
 
 
+class VersionStats(NamedTuple):
+    """Size of one index version's block store."""
+
+    blocks: int
+    entries: int
+    lists: int
+
+
+_FULL = (vb.c.block_id, vb.c.version, vb.c.list_tag, vb.c.n_vectors, vb.c.ciphertext)
+
+
+def _of_version(index_id: int, version: int) -> ColumnElement[bool]:
+    return (vb.c.index_id == index_id) & (vb.c.version == version)
+
+
 async def insert_blocks(conn: AsyncConnection, index_id: int, blocks: Sequence[BlockRow]) -> None:
     """Store new blocks in one multi-row INSERT."""
     if blocks:
-        await conn.execute(
-            insert(vector_blocks), [{"index_id": index_id, **b._asdict()} for b in blocks]
+        await conn.execute(insert(vb), [{"index_id": index_id, **b._asdict()} for b in blocks])
+
+
+async def fetch_blocks(
+    conn: AsyncConnection,
+    cache: BlockCache,
+    index_id: int,
+    version: int,
+    list_tags: Sequence[bytes] | None = None,
+) -> list[BlockRow]:
+    """Blocks of a version (all lists, or only `list_tags`), ciphertexts from the cache when held.
+
+    One round trip lists the blocks; a second fetches only the ciphertexts the
+    cache lacks.
+    """
+    where = _of_version(index_id, version)
+    if list_tags is not None:
+        where &= vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA)))
+    listing = (
+        await conn.execute(select(vb.c.block_id, vb.c.list_tag, vb.c.n_vectors).where(where))
+    ).all()
+    blobs = {row.block_id: cache.get(index_id, row.block_id) for row in listing}
+    missing = [block_id for block_id, blob in blobs.items() if blob is None]
+    if missing:
+        result = await conn.execute(
+            select(vb.c.block_id, vb.c.ciphertext).where(
+                vb.c.index_id == index_id,
+                vb.c.block_id == func.any(bindparam("ids", missing, type_=ARRAY(BIGINT))),
+            )
         )
+        for block_id, blob in result:
+            blobs[block_id] = blob
+            cache.put(index_id, block_id, blob)
+    return [
+        BlockRow(row.block_id, version, row.list_tag, row.n_vectors, blob)
+        for row in listing
+        if (blob := blobs[row.block_id]) is not None
+    ]
 
 
-async def blocks_of_version(conn: AsyncConnection, index_id: int, version: int) -> list[BlockRow]:
-    """Every block of one index version."""
+async def page_of_blocks(
+    conn: AsyncConnection,
+    index_id: int,
+    version: int,
+    *,
+    after_block_id: int,
+    up_to_block_id: int | None = None,
+    limit: int,
+) -> list[BlockRow]:
+    """Blocks of a version in block-id order, after a cursor (keyset pagination)."""
+    where = _of_version(index_id, version) & (vb.c.block_id > after_block_id)
+    if up_to_block_id is not None:
+        where &= vb.c.block_id <= up_to_block_id
+    result = await conn.execute(select(*_FULL).where(where).order_by(vb.c.block_id).limit(limit))
+    return [BlockRow(*r) for r in result]
+
+
+async def blocks_of_list(
+    conn: AsyncConnection, index_id: int, version: int, list_tag: bytes
+) -> list[BlockRow]:
+    """Every block of one inverted list."""
     result = await conn.execute(
-        select(
-            vector_blocks.c.block_id,
-            vector_blocks.c.version,
-            vector_blocks.c.list_tag,
-            vector_blocks.c.n_vectors,
-            vector_blocks.c.ciphertext,
-        ).where(vector_blocks.c.index_id == index_id, vector_blocks.c.version == version)
+        select(*_FULL).where(_of_version(index_id, version) & (vb.c.list_tag == list_tag))
     )
     return [BlockRow(*r) for r in result]
+
+
+async def list_tags(
+    conn: AsyncConnection, index_id: int, version: int, *, fragmented_by: int | None = None
+) -> list[bytes]:
+    """Tags of a version's lists; with `fragmented_by=B`, only lists stored in more than
+    four blocks beyond what their entries need at B entries per block."""
+    query = select(vb.c.list_tag).where(_of_version(index_id, version)).group_by(vb.c.list_tag)
+    if fragmented_by is not None:
+        query = query.having(
+            func.count() > func.ceil(func.sum(vb.c.n_vectors) / float(fragmented_by)) + 4
+        )
+    return list((await conn.execute(query)).scalars())
+
+
+async def version_stats(conn: AsyncConnection, index_id: int, version: int) -> VersionStats:
+    """Blocks, entries (stale included) and lists of a version."""
+    row = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(vb.c.n_vectors), 0),
+                func.count(vb.c.list_tag.distinct()),
+            ).where(_of_version(index_id, version))
+        )
+    ).one()
+    return VersionStats(int(row[0]), int(row[1]), int(row[2]))
+
+
+async def delete_blocks(conn: AsyncConnection, index_id: int, block_ids: Sequence[int]) -> None:
+    """Delete blocks by id."""
+    await conn.execute(
+        vb.delete().where(
+            vb.c.index_id == index_id,
+            vb.c.block_id == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT))),
+        )
+    )
+
+
+async def delete_version(conn: AsyncConnection, index_id: int, version: int) -> None:
+    """Delete every block of one version."""
+    await conn.execute(vb.delete().where(_of_version(index_id, version)))
+
+
+async def delete_other_versions(conn: AsyncConnection, index_id: int, keep: int) -> None:
+    """Delete the blocks of every version but `keep`."""
+    await conn.execute(vb.delete().where(vb.c.index_id == index_id, vb.c.version != keep))

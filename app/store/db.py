@@ -66,10 +66,32 @@ class Database:
         )
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction that commits on success, rolls back on error."""
+    async def transaction(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction that commits on success, rolls back on error.
+
+        `snapshot=True` gives a read-only REPEATABLE READ transaction: every
+        statement sees the same committed state, so a reader never mixes two
+        index versions.
+        """
         try:
-            async with self.engine.begin() as conn:
+            async with self.engine.connect() as conn:
+                if snapshot:
+                    await conn.execution_options(
+                        isolation_level="REPEATABLE READ", postgresql_readonly=True
+                    )
+                async with conn.begin():
+                    yield conn
+        except Exception as error:
+            if _is_unavailable(error):
+                raise ServiceUnavailable("Database unavailable, try again shortly") from error
+            raise
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection outside any transaction, for session-level advisory locks."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
         except Exception as error:
             if _is_unavailable(error):

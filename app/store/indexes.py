@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ class IndexRow:
     metadata_schema: dict[str, Any] | None
     active_version: int
     n_lists: int
+    n_items: int = 0
+    trained_vectors: int = 0
 
 
 _COLUMNS = [indexes.c[f] for f in IndexRow.__dataclass_fields__]
@@ -113,3 +116,70 @@ async def reserve_seqs(
         active_version=row.active_version,
         n_lists=row.n_lists,
     )
+
+
+async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
+    """Adjust the live item count after inserts (+) or deletes (-)."""
+    if delta:
+        await conn.execute(
+            indexes.update()
+            .where(indexes.c.id == index_id)
+            .values(n_items=indexes.c.n_items + delta)
+        )
+
+
+async def reserve_ids(conn: AsyncConnection, index_id: int, count: int) -> int:
+    """Hand out `count` ids from the index's sequence (for rewritten blocks); returns the first."""
+    result = await conn.execute(
+        indexes.update()
+        .where(indexes.c.id == index_id)
+        .values(next_seq=indexes.c.next_seq + count)
+        .returning(indexes.c.next_seq)
+    )
+    return int(result.scalar_one()) - count + 1
+
+
+@dataclass(frozen=True, slots=True)
+class LockedIndex:
+    """An index row read under FOR UPDATE: no write can be in flight until commit."""
+
+    next_seq: int
+    active_version: int
+    n_items: int
+    dimension: int
+
+
+async def lock_index(conn: AsyncConnection, index_id: int) -> LockedIndex | None:
+    """Lock the index row, waiting for every in-flight upsert to commit."""
+    row = (
+        await conn.execute(
+            select(indexes.c.next_seq, indexes.c.active_version, indexes.c.n_items,
+                   indexes.c.dimension)
+            .where(indexes.c.id == index_id)
+            .with_for_update()
+        )
+    ).one_or_none()
+    return None if row is None else LockedIndex(*row)
+
+
+async def activate_version(
+    conn: AsyncConnection, index_id: int, version: int, n_lists: int, trained_vectors: int
+) -> None:
+    """Make `version` the one searches and upserts use."""
+    await conn.execute(
+        indexes.update()
+        .where(indexes.c.id == index_id)
+        .values(active_version=version, n_lists=n_lists, trained_vectors=trained_vectors)
+    )
+
+
+async def names_of(conn: AsyncConnection, tenant: str, index_ids: Sequence[int]) -> list[str]:
+    """Names of the tenant's indexes among `index_ids`."""
+    if not index_ids:
+        return []
+    result = await conn.execute(
+        select(indexes.c.name)
+        .where(indexes.c.tenant == tenant, indexes.c.id.in_(index_ids))
+        .order_by(indexes.c.name)
+    )
+    return list(result.scalars())

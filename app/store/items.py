@@ -22,11 +22,15 @@ class ItemRow(NamedTuple):
 
 _UPSERT = text(
     """
-    INSERT INTO items (index_id, id_token, seq, payload)
-    SELECT :index_id, t.id_token, t.seq, t.payload
-    FROM unnest(:tokens, :seqs, :payloads) AS t(id_token, seq, payload)
-    ON CONFLICT (index_id, id_token)
-    DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload
+    WITH written AS (
+        INSERT INTO items (index_id, id_token, seq, payload)
+        SELECT :index_id, t.id_token, t.seq, t.payload
+        FROM unnest(:tokens, :seqs, :payloads) AS t(id_token, seq, payload)
+        ON CONFLICT (index_id, id_token)
+        DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload
+        RETURNING xmax = 0 AS inserted
+    )
+    SELECT count(*) FILTER (WHERE inserted) FROM written
     """
 ).bindparams(
     bindparam("tokens", type_=ARRAY(BYTEA)),
@@ -41,13 +45,14 @@ async def upsert_items(
     tokens: Sequence[bytes],
     seqs: Sequence[int],
     payloads: Sequence[bytes],
-) -> None:
-    """Insert or overwrite many items in one statement."""
-    await conn.execute(
+) -> int:
+    """Insert or overwrite many items in one statement; returns how many were new."""
+    result = await conn.execute(
         _UPSERT,
         {"index_id": index_id, "tokens": list(tokens), "seqs": list(seqs),
          "payloads": list(payloads)},
     )
+    return int(result.scalar_one())
 
 
 _COLUMNS = (items.c.id_token, items.c.seq, items.c.payload)
@@ -88,12 +93,6 @@ async def delete_items(conn: AsyncConnection, index_id: int, tokens: Sequence[by
     return int(result.rowcount)
 
 
-async def count_items(conn: AsyncConnection, index_id: int) -> int:
-    """Number of live items in an index."""
-    result = await conn.execute(
-        select(func.count()).select_from(items).where(items.c.index_id == index_id)
-    )
-    return int(result.scalar_one())
 
 
 async def stream_items(
@@ -113,3 +112,26 @@ async def stream_items(
             return
         yield page
         after = page[-1].id_token
+
+
+async def live_seqs_packed(conn: AsyncConnection, index_id: int) -> bytes:
+    """Every live write sequence of an index, packed as big-endian int64s in ascending order."""
+    result = await conn.execute(
+        text(
+            "SELECT coalesce(string_agg(int8send(seq), ''::bytea ORDER BY seq), ''::bytea) "
+            "FROM items WHERE index_id = :index_id"
+        ),
+        {"index_id": index_id},
+    )
+    return bytes(result.scalar_one())
+
+
+async def live_among(conn: AsyncConnection, index_id: int, seqs: Collection[int]) -> set[int]:
+    """The sequences among `seqs` that an item still holds."""
+    result = await conn.execute(
+        select(items.c.seq).where(
+            items.c.index_id == index_id,
+            items.c.seq == func.any(bindparam("seqs", list(seqs), type_=ARRAY(BIGINT))),
+        )
+    )
+    return set(result.scalars())

@@ -71,6 +71,13 @@ indexes = Table(
         comment="Index version whose blocks searches read; 0 = untrained.",
     ),
     Column("n_lists", Integer, nullable=False, server_default="1", comment="Inverted lists."),
+    Column(
+        "n_items", BigInteger, nullable=False, server_default="0", comment="Live items."
+    ),
+    Column(
+        "trained_vectors", BigInteger, nullable=False, server_default="0",
+        comment="Items when the active version was trained (drives retraining).",
+    ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant", "name"),
     comment="One row per vector index: configuration and its wrapped data key.",
@@ -113,4 +120,18 @@ vector_blocks = Table(
     PrimaryKeyConstraint("index_id", "block_id"),
     Index(None, "index_id", "version", "list_tag"),
     comment="Vectors packed per inverted list; entries whose sequence no item holds are stale.",
+)
+
+index_centroids = Table(
+    "index_centroids",
+    metadata,
+    Column(
+        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False,
+    ),
+    Column("version", Integer, nullable=False, comment="Index version these centroids define."),
+    Column("n_lists", Integer, nullable=False, comment="Number of centroids."),
+    Column("ciphertext", LargeBinary, nullable=False, comment="AES-GCM ciphertext of centroids."),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("index_id", "version"),
+    comment="Trained IVF centroids per index version, encrypted.",
 )

@@ -41,7 +41,9 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(pg_cluster: LocalP
     url = pg_cluster.create_database("migrations_round_trip")
     # Alembic's env runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(migrate.upgrade, url)
-    assert await _inspect(url, _tables) == {"api_keys", "indexes", "items", "vector_blocks"}
+    assert await _inspect(url, _tables) == {
+        "api_keys", "indexes", "items", "vector_blocks", "index_centroids"
+    }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _inspect(url, _tables) == set()
     await asyncio.to_thread(migrate.upgrade, url)

@@ -1,0 +1,92 @@
+"""Work that follows a write: auto-training when an index has grown, compaction when
+its blocks have gone stale or fragmented. Both run in the background under the
+index's advisory lock, so across all service processes one job runs per index.
+
+The background job keeps the index's cipher (derived from the key of the
+request that started it) only until it finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from app.crypto.index_cipher import IndexCipher
+from app.errors import CiphervecError
+from app.services.compaction import compact_if_needed
+from app.services.context import ServiceContext
+from app.services.indexes import OpenIndex
+from app.services.locking import maintenance_lock
+from app.services.training import TrainParams, run_locked
+from app.store.indexes import IndexRow
+
+log = logging.getLogger("ciphervec.maintenance")
+
+COMPACTION_CHECK_INTERVAL_S = 2.0
+_last_compaction_check: dict[int, float] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class AfterWrite:
+    """What an upsert reports about follow-up work."""
+
+    training_message: str | None = None
+    warning: str | None = None
+
+
+def wants_training(ctx: ServiceContext, row: IndexRow, n_items: int) -> bool:
+    """Whether an index of `n_items` should be (re)trained."""
+    settings = ctx.settings
+    if not settings.auto_train:
+        return False
+    if row.active_version == 0:
+        return n_items >= settings.auto_train_threshold
+    return n_items >= settings.retrain_growth * max(row.trained_vectors, 1)
+
+
+async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> AfterWrite:
+    """Start auto-training or compaction in the background when due."""
+    if wants_training(ctx, opened.row, n_items):
+        try:
+            if await _start(ctx, opened.cipher, opened.row, train=True):
+                return AfterWrite(f"Index training has been triggered (vectors: {n_items})")
+        except CiphervecError as exc:
+            return AfterWrite(warning=f"Auto-training check failed: {exc.detail}")
+        return AfterWrite()
+    now = time.monotonic()
+    if now - _last_compaction_check.get(opened.row.id, 0.0) >= COMPACTION_CHECK_INTERVAL_S:
+        _last_compaction_check[opened.row.id] = now
+        try:
+            await _start(ctx, opened.cipher, opened.row, train=False)
+        except CiphervecError as exc:
+            log.warning("compaction check failed: %s", exc.detail)
+    return AfterWrite()
+
+
+async def _start(ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, *, train: bool) -> bool:
+    """Take the index's lock now and hand it to a background job; False if it is busy."""
+    stack = AsyncExitStack()
+    held = await stack.enter_async_context(maintenance_lock(ctx, row.id, wait=False))
+    if not held:
+        await stack.aclose()
+        return False
+    ctx.spawn(asyncio.create_task(_job(ctx, stack, cipher, row, train=train)))
+    return True
+
+
+async def _job(
+    ctx: ServiceContext, stack: AsyncExitStack, cipher: IndexCipher, row: IndexRow, *, train: bool
+) -> None:
+    async with stack:
+        try:
+            if train:
+                result = await run_locked(ctx, cipher, row, TrainParams())
+                log.info("auto-trained index %s: %s", row.id, result)
+            else:
+                await compact_if_needed(ctx, cipher)
+        except Exception:
+            log.exception("background %s of index %s failed", "training" if train else "compaction",
+                          row.id)

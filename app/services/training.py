@@ -1,0 +1,251 @@
+"""IVF training: build a new index version from the live vectors and switch to it atomically.
+
+1. Snapshot: lock the index row (waiting for in-flight upserts), note the
+   next write sequence S and the live sequences; commit.
+2. Passes: stream the active version's blocks with ids <= S from PostgreSQL
+   in pages of about `batch_size` vectors, decrypt, drop stale entries, and
+   feed MiniBatchKMeans until the centroids settle or `max_iters` passes.
+3. Assign: write every live vector into the new version's blocks (invisible,
+   since the version is not active yet).
+4. Catch up: vectors upserted meanwhile sit in blocks with ids > S; assign
+   them too, first without blocking writers, then
+5. Switch: in one transaction holding the index row lock, assign the last
+   late blocks, store the encrypted centroids and make the new version
+   active. A query sees the old version or the new one, never a mix, and no
+   upsert before, during or after the run is lost.
+6. Drop the old version's blocks.
+
+The whole run holds the index's advisory lock, so one process trains an
+index at a time; an interrupted run leaves the old version active and its
+leftovers are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.crypto.index_cipher import IndexCipher
+from app.errors import IndexNotFound, InvalidInput
+from app.ivf.blocks import Seqs
+from app.ivf.distance import Metric
+from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists
+from app.ivf.vectors import Matrix
+from app.services.blockstore import open_blocks, seal_assigned, seal_centroids
+from app.services.context import ServiceContext
+from app.services.indexes import open_index
+from app.services.locking import maintenance_lock
+from app.store import blocks as block_repo
+from app.store import centroids as centroid_repo
+from app.store import indexes as index_repo
+from app.store import items as item_repo
+from app.store import locks
+from app.store.indexes import IndexRow
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TrainParams:
+    """Training knobs, as /v1/indexes/train names them."""
+
+    n_lists: int | None = None
+    batch_size: int = 2048
+    max_iters: int = 100
+    tolerance: float = 1e-6
+    max_memory_mb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What a run produced."""
+
+    version: int
+    n_lists: int
+    n_vectors: int
+    passes: int
+
+
+async def train(
+    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, params: TrainParams
+) -> TrainResult:
+    """Train the index now, waiting for any run already in progress on it."""
+    async with ctx.db.transaction() as conn:
+        opened = await open_index(conn, ctx, tenant, name, index_key)
+    async with maintenance_lock(ctx, opened.row.id, wait=True):
+        return await run_locked(ctx, opened.cipher, opened.row, params)
+
+
+@dataclass(slots=True)
+class _Run:
+    ctx: ServiceContext
+    cipher: IndexCipher
+    row: IndexRow
+    metric: Metric
+    page_blocks: int
+
+    async def pages(
+        self, version: int, after: int, up_to: int | None, live: Seqs | None
+    ) -> AsyncIterator[tuple[Seqs, Matrix]]:
+        """Entries of a version's blocks with ids in (after, up_to], a page at a time.
+
+        With `live`, entries whose sequence is not in it (overwritten or deleted) are dropped.
+        """
+        cursor = after
+        while True:
+            async with self.ctx.db.transaction() as conn:
+                page = await block_repo.page_of_blocks(
+                    conn, self.row.id, version, after_block_id=cursor, up_to_block_id=up_to,
+                    limit=self.page_blocks,
+                )
+            if not page:
+                return
+            cursor = page[-1].block_id
+            seqs, vectors = await asyncio.to_thread(open_blocks, self.cipher, page)
+            if live is None:
+                yield seqs, vectors
+            else:
+                keep = _is_live(live, seqs)
+                yield seqs[keep], vectors[keep]
+
+    async def write(self, version: int, seqs: Seqs, vectors: Matrix, centroids: Matrix) -> None:
+        """Assign entries to the new centroids and store them as blocks of `version`."""
+        if not len(seqs):
+            return
+        lists = await asyncio.to_thread(_assign, vectors, centroids, self.metric)
+        block_size = self.ctx.settings.block_max_vectors
+        n_blocks = _block_count(lists, block_size)
+        async with self.ctx.db.transaction() as conn:
+            first = await index_repo.reserve_ids(conn, self.row.id, n_blocks)
+            blocks = seal_assigned(
+                self.cipher, version, lists, seqs, vectors, block_size,
+                block_ids=itertools.count(first),
+            )
+            await block_repo.insert_blocks(conn, self.row.id, blocks)
+
+
+def _is_live(live: Seqs, seqs: Seqs) -> np.ndarray:
+    position = np.searchsorted(live, seqs)
+    inside = position < len(live)
+    return inside & (live[np.minimum(position, len(live) - 1)] == seqs) if len(live) else inside
+
+
+def _assign(vectors: Matrix, centroids: Matrix, metric: Metric) -> np.ndarray:
+    return nearest_lists(vectors, centroids, metric)[:, 0]
+
+
+def _block_count(lists: np.ndarray, block_size: int) -> int:
+    counts = np.bincount(lists)
+    return int(np.sum(-(-counts[counts > 0] // block_size)))
+
+
+async def run_locked(
+    ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, params: TrainParams
+) -> TrainResult:
+    """One training run; the caller holds the index's maintenance lock."""
+    async with ctx.db.transaction() as conn:
+        snapshot = await index_repo.lock_index(conn, row.id)
+        if snapshot is None:
+            raise IndexNotFound(row.name)
+        live_packed = await item_repo.live_seqs_packed(conn, row.id)
+    live = np.frombuffer(live_packed, dtype=">i8").astype(np.int64)
+    n_vectors = len(live)
+    n_lists = params.n_lists or auto_n_lists(n_vectors)
+    if n_vectors < 2 * n_lists:
+        raise InvalidInput(
+            f"Training {n_lists} lists needs at least {2 * n_lists} vectors; "
+            f"the index has {n_vectors}"
+        )
+    dimension = snapshot.dimension
+    block_size = ctx.settings.block_max_vectors
+    page_blocks = max(1, params.batch_size // block_size)
+    if params.max_memory_mb:
+        page_bytes = (page_blocks + 1) * block_size * dimension * 4 * 3
+        needed = 8 * n_vectors + page_bytes + 3 * n_lists * dimension * 4
+        if needed > params.max_memory_mb * MB:
+            raise InvalidInput(
+                f"max_memory of {params.max_memory_mb} MB is too small to train this index; "
+                f"it needs at least {needed // MB + 1} MB"
+            )
+    old, new = snapshot.active_version, snapshot.active_version + 1
+    run = _Run(ctx, cipher, row, Metric(row.metric), page_blocks)
+    async with ctx.db.transaction() as conn:
+        await block_repo.delete_version(conn, row.id, new)
+
+    kmeans = StreamingKMeans(n_lists, run.metric, batch_size=params.batch_size)
+    held: list[tuple[Seqs, Matrix]] | None = None if params.max_memory_mb else []
+    passes = 0
+    for passes in range(1, params.max_iters + 1):
+        if held is None or passes == 1:
+            async for seqs, vectors in run.pages(old, 0, snapshot.next_seq, live):
+                await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
+                if held is not None:
+                    held.append((seqs, vectors))
+        else:
+            for _, vectors in held:
+                await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
+        if await asyncio.to_thread(kmeans.end_pass) <= params.tolerance:
+            break
+    centroids = kmeans.centroids
+
+    if held is not None:
+        seqs = np.concatenate([s for s, _ in held])
+        vectors = np.concatenate([v for _, v in held])
+        held = None
+        await run.write(new, seqs, vectors, centroids)
+        del seqs, vectors
+    else:
+        async for seqs, vectors in run.pages(old, 0, snapshot.next_seq, live):
+            await run.write(new, seqs, vectors, centroids)
+
+    cursor = snapshot.next_seq
+    while True:  # catch up with upserts made during the run, without blocking writers
+        async with ctx.db.transaction() as conn:
+            bound = await index_repo.lock_index(conn, row.id)
+        if bound is None:
+            raise IndexNotFound(row.name)
+        if bound.next_seq - cursor < block_size:
+            break
+        async for seqs, vectors in run.pages(old, cursor, bound.next_seq, None):
+            await run.write(new, seqs, vectors, centroids)
+        cursor = bound.next_seq
+
+    async with ctx.db.transaction() as conn:
+        final = await index_repo.lock_index(conn, row.id)
+        if final is None:
+            raise IndexNotFound(row.name)
+        late = await block_repo.page_of_blocks(
+            conn, row.id, old, after_block_id=cursor, limit=1_000_000
+        )
+        late_seqs, late_vectors = open_blocks(cipher, late)
+        if len(late_seqs):
+            lists = _assign(late_vectors, centroids, run.metric)
+            first = await index_repo.reserve_ids(conn, row.id, _block_count(lists, block_size))
+            await block_repo.insert_blocks(conn, row.id, seal_assigned(
+                cipher, new, lists, late_seqs, late_vectors, block_size,
+                block_ids=itertools.count(first),
+            ))
+        await centroid_repo.insert_centroids(
+            conn, row.id, new, n_lists, seal_centroids(cipher, new, centroids)
+        )
+        await index_repo.activate_version(conn, row.id, new, n_lists, final.n_items)
+
+    async with ctx.db.transaction() as conn:
+        await block_repo.delete_other_versions(conn, row.id, new)
+        await centroid_repo.delete_other_versions(conn, row.id, new)
+    return TrainResult(version=new, n_lists=n_lists, n_vectors=n_vectors, passes=passes)
+
+
+def _feed(kmeans: StreamingKMeans, vectors: Matrix, batch_size: int) -> None:
+    for start in range(0, len(vectors), batch_size):
+        kmeans.feed(vectors[start : start + batch_size])
+
+
+async def training_now(ctx: ServiceContext, tenant: str) -> list[str]:
+    """Names of the tenant's indexes whose maintenance lock is held (training or compacting)."""
+    async with ctx.db.transaction() as conn:
+        return await index_repo.names_of(conn, tenant, await locks.locked_index_ids(conn))
