@@ -1,10 +1,15 @@
 """A local PostgreSQL cluster run from the machine's server binaries.
 
-Used for the embedded database of `ciphervec serve` when no DATABASE_URL is
-set, and by the test session for a throwaway cluster. It listens on
-127.0.0.1 only, with trust authentication, which is safe only because
-nothing but this machine can connect. PostgreSQL refuses to run as root, so
-under root every server binary runs as the unprivileged `postgres` user.
+This module owns one cluster per data directory: it initialises it, writes its
+settings, starts and stops the server, creates databases in it and removes it.
+It backs the embedded database of `ciphervec serve` when no database URL is set
+(under ./.ciphervec/pg), and the throwaway cluster of the test session.
+
+The server listens on 127.0.0.1 only, over TCP only (no unix socket), with
+trust authentication: acceptable only because nothing but this machine can
+connect, so it is a development and test cluster, never a deployment.
+PostgreSQL refuses to run as root, so under root every PostgreSQL binary runs
+as the unprivileged `postgres` system user.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import glob
 import os
 import pwd
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -21,25 +27,32 @@ from types import TracebackType
 
 SUPERUSER = "ciphervec"
 _SERVER_USER = "postgres"
+# Our settings, included from postgresql.conf and rewritten before every start.
+_SETTINGS_FILE = "ciphervec.conf"
+_DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def find_bin_dir() -> Path:
-    """The newest PostgreSQL server binary directory on this machine."""
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2])
-    )
+    """The newest PostgreSQL server binary directory (one holding initdb) on this machine."""
+
+    def version(bin_dir: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", Path(bin_dir).parent.name))
+
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
     pg_config = shutil.which("pg_config")
     if pg_config:
-        out = subprocess.run(  # noqa: S603 - fixed binary, no shell
-            [pg_config, "--bindir"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        candidates.append(out)
-    for path in reversed(candidates):
-        if path and (Path(path) / "initdb").is_file():
-            return Path(path)
+        candidates.append(
+            subprocess.run(  # noqa: S603 - resolved binary, argument list, no shell
+                [pg_config, "--bindir"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+        )
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "initdb").is_file():
+            return Path(candidate)
     raise RuntimeError(
-        "No PostgreSQL server binaries found (initdb): install the postgresql package "
-        "or set CIPHERVEC_DATABASE_URL"
+        "PostgreSQL server binaries not found: no initdb in /usr/lib/postgresql/*/bin nor in "
+        "`pg_config --bindir`. Install the PostgreSQL server package (e.g. postgresql-15), "
+        "or set CIPHERVEC_DATABASE_URL to use an existing server."
     )
 
 
@@ -49,8 +62,33 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        # Like the server's own socket, so connections in TIME_WAIT do not count as taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _server_owner() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(_SERVER_USER)
+    except KeyError as exc:
+        raise RuntimeError(
+            f"Running as root, but there is no '{_SERVER_USER}' user to run PostgreSQL as "
+            "(PostgreSQL refuses to run as root); run as an unprivileged user instead"
+        ) from exc
+
+
 class LocalPostgres:
-    """One cluster in `data_dir`: initialised on first start, reused afterwards."""
+    """One cluster in `data_dir`: initialised on first start, reused afterwards.
+
+    `fast` turns off fsync, synchronous_commit and full_page_writes: for throwaway
+    test clusters only, since a crash can then lose or corrupt data.
+    """
 
     def __init__(
         self,
@@ -64,8 +102,9 @@ class LocalPostgres:
         self.database = database
         self.fast = fast
         self.bin_dir = find_bin_dir()
-        self._as_root = os.geteuid() == 0
-        self.port = port or self._recorded_port() or _free_port()
+        self._owner = _server_owner() if os.geteuid() == 0 else None
+        self._requested_port = port
+        self.port = port or self._running_port() or self._configured_port() or _free_port()
 
     def __enter__(self) -> LocalPostgres:
         self.start()
@@ -78,52 +117,85 @@ class LocalPostgres:
 
     def run_as_owner_args(self, args: list[str]) -> list[str]:
         """`args` wrapped to run as the cluster's owner (the postgres user under root)."""
-        if not self._as_root:
+        if self._owner is None:
             return args
         if shutil.which("runuser"):
             return ["runuser", "-u", _SERVER_USER, "--", *args]
-        return ["su", _SERVER_USER, "-s", "/bin/sh", "-c", " ".join(map(_quote, args))]
+        return ["su", _SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(args)]
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        # cwd "/": the postgres user may not be able to enter the caller's directory.
         return subprocess.run(  # noqa: S603 - argument list of PostgreSQL binaries, no shell
-            self.run_as_owner_args(args), capture_output=True, text=True, check=False
+            self.run_as_owner_args(args), capture_output=True, text=True, check=False, cwd="/"
         )
 
-    def _recorded_port(self) -> int | None:
-        conf = self.data_dir / "postgresql.auto.conf"
-        if not conf.is_file():
-            return None
-        for line in conf.read_text().splitlines():
-            if line.startswith("port"):
-                return int(line.split("=")[1].strip().strip("'"))
+    def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self._run([str(self.bin_dir / "pg_ctl"), *args, "-D", str(self.data_dir)])
+
+    def _initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def _running_port(self) -> int | None:
+        """The port in postmaster.pid (4th line), present while a server runs."""
+        lines = self._read_lines(self.data_dir / "postmaster.pid")
+        return int(lines[3]) if len(lines) > 3 and lines[3].isdigit() else None
+
+    def _configured_port(self) -> int | None:
+        for line in self._read_lines(self.data_dir / _SETTINGS_FILE):
+            key, _, value = line.partition("=")
+            if key.strip() == "port":
+                return int(value)
         return None
 
+    @staticmethod
+    def _read_lines(path: Path) -> list[str]:
+        return path.read_text().splitlines() if path.is_file() else []
+
+    def _give_to_owner(self, path: Path) -> None:
+        if self._owner is not None:
+            os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+
     def _prepare_dir(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self._as_root:
-            try:
-                owner = pwd.getpwnam(_SERVER_USER)
-            except KeyError as exc:
+        """Create data_dir (mode 0700, owned by the server's user).
+
+        Under root the server runs as `postgres`, which must be able to reach
+        data_dir. Directories created here get mode 0755; directories that
+        already exist are never loosened (a tempfile.mkdtemp() directory is
+        0700 on purpose), so callers must give such a parent 0755 themselves.
+        """
+        if self._owner is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            missing = [d for d in (self.data_dir, *self.data_dir.parents) if not d.exists()]
+            deepest_existing = (missing[-1] if missing else self.data_dir).parent
+            # access(2) as the postgres user checks search permission on every ancestor.
+            if self._run(["test", "-x", str(deepest_existing)]).returncode != 0:
                 raise RuntimeError(
-                    "Running as root, but there is no 'postgres' user to run PostgreSQL as"
-                ) from exc
-            for parent in self.data_dir.parents:
-                if not os.stat(parent).st_mode & 0o001:
-                    raise RuntimeError(
-                        f"{parent} is not traversable by the postgres user; "
-                        "PostgreSQL cannot use a data directory below it"
-                    )
-            os.chown(self.data_dir, owner.pw_uid, owner.pw_gid)
+                    f"The {_SERVER_USER} user cannot reach {deepest_existing}: every "
+                    "directory above the PostgreSQL data directory must be searchable by it "
+                    "(e.g. chmod 0755)"
+                )
+            for directory in reversed(missing):
+                directory.mkdir()
+                directory.chmod(0o755)
+            self._give_to_owner(self.data_dir)
         self.data_dir.chmod(0o700)
 
     def _initdb(self) -> None:
         self._prepare_dir()
-        result = self._run([
+        args = [
             str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-            "--auth=trust", "--encoding=UTF8", "--no-instructions",
-        ])
+            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions",
+        ]
+        if self.fast:
+            args.append("--no-sync")
+        result = self._run(args)
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed: {result.stderr.strip()}")
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(f"include = '{_SETTINGS_FILE}'\n")
+
+    def _write_settings(self) -> None:
         settings = {
             "port": str(self.port),
             "listen_addresses": "'127.0.0.1'",
@@ -132,56 +204,64 @@ class LocalPostgres:
         }
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-        with (self.data_dir / "postgresql.auto.conf").open("a") as conf:
-            conf.writelines(f"{k} = {v}\n" for k, v in settings.items())
+        path = self.data_dir / _SETTINGS_FILE
+        path.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+        path.chmod(0o600)
+        self._give_to_owner(path)
 
     def is_running(self) -> bool:
         """Whether a server is up on this data directory."""
-        if not (self.data_dir / "PG_VERSION").exists():
-            return False
-        status = self._run([str(self.bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)])
-        return status.returncode == 0
+        return self._initialised() and self._pg_ctl("status").returncode == 0
 
     def start(self) -> None:
-        """Initialise if needed, start if not running, and create the default database."""
-        if not (self.data_dir / "PG_VERSION").exists():
+        """Initialise if needed, start unless already running, create the default database.
+
+        A server left running (by an earlier `ciphervec serve`, say) is reused on its port.
+        A stopped cluster restarts on its recorded port, or on a new free one if that port
+        was taken meanwhile and no port was requested.
+        """
+        if not self._initialised():
             self._initdb()
         if not self.is_running():
+            if self._requested_port is None and not _port_is_free(self.port):
+                self.port = _free_port()
+            self._write_settings()
             log = self.data_dir / "server.log"
-            result = self._run([
-                str(self.bin_dir / "pg_ctl"), "start", "-w", "-t", "60",
-                "-D", str(self.data_dir), "-l", str(log),
-            ])
+            result = self._pg_ctl("start", "-w", "-l", str(log))
             if result.returncode != 0:
-                tail = log.read_text()[-2000:] if log.exists() else result.stderr
-                raise RuntimeError(f"PostgreSQL did not start:\n{tail}")
+                tail = "\n".join(self._read_lines(log)[-30:])
+                raise RuntimeError(
+                    f"PostgreSQL did not start: {result.stderr.strip()}\nEnd of {log}:\n{tail}"
+                )
+        self.port = self._running_port() or self.port
         self.create_database(self.database)
 
     def stop(self) -> None:
         """Stop the server (fast shutdown); nothing happens if it is not running."""
         if self.is_running():
-            self._run([str(self.bin_dir / "pg_ctl"), "stop", "-m", "fast", "-w",
-                       "-D", str(self.data_dir)])
+            result = self._pg_ctl("stop", "-m", "fast", "-w")
+            if result.returncode != 0:
+                raise RuntimeError(f"PostgreSQL did not stop: {result.stderr.strip()}")
 
     def destroy(self) -> None:
         """Stop the server and delete the data directory."""
         self.stop()
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self.data_dir.exists():
+            shutil.rmtree(self.data_dir)
 
     def create_database(self, name: str) -> str:
         """Create database `name` unless it exists; returns its SQLAlchemy URL."""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        if not _DATABASE_NAME.fullmatch(name):
             raise ValueError(f"Unsupported database name: {name!r}")
         query = f"SELECT 1 FROM pg_database WHERE datname = '{name}'"  # noqa: S608 - checked name
-        exists = self._psql("postgres", query)
-        if exists.strip() != "1":
-            self._psql("postgres", f'CREATE DATABASE "{name}"')
+        if self._psql(query).strip() != "1":
+            self._psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def _psql(self, database: str, sql: str) -> str:
+    def _psql(self, sql: str) -> str:
         result = self._run([
             str(self.bin_dir / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1",
-            "-d", self.libpq_url(database), "-c", sql,
+            "-d", self.libpq_url("postgres"), "-c", sql,
         ])
         if result.returncode != 0:
             raise RuntimeError(f"psql failed: {result.stderr.strip()}")
@@ -194,7 +274,3 @@ class LocalPostgres:
     def url(self, database: str | None = None) -> str:
         """A SQLAlchemy asyncpg URL."""
         return f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{self.port}/{database or self.database}"
-
-
-def _quote(arg: str) -> str:
-    return "'" + arg.replace("'", "'\\''") + "'"
