@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,22 @@ test: $(VENV)/.installed-test lint
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check app tests migrations
 	$(BIN)/mypy
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[test,bench]'
+	touch $@
+
+bench/.venv-ref/bin/python:
+	$(PYTHON) -m venv bench/.venv-ref
+	bench/.venv-ref/bin/pip --disable-pip-version-check -q install 'cyborgdb-service==0.18.0'
+
+## Side by side with cyborgdb-service 0.18 (50,000 x 128); results in bench/results/.
+bench: $(VENV)/.installed-bench bench/.venv-ref/bin/python
+	$(BIN)/python bench/run.py
+
+## ciphervec alone at 1,000,000 x 128.
+bench-scale: $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py --scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

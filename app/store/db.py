@@ -55,7 +55,7 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_timeout=connect_timeout_s,
-            pool_pre_ping=True,
+            pool_recycle=3600,
             connect_args={
                 "timeout": connect_timeout_s,
                 "server_settings": {
@@ -76,6 +76,7 @@ class Database:
         try:
             async with self.engine.connect() as conn:
                 if snapshot:
+                    # asyncpg opens the transaction with these in its single BEGIN.
                     await conn.execution_options(
                         isolation_level="REPEATABLE READ", postgresql_readonly=True
                     )

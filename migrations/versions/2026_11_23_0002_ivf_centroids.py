@@ -17,6 +17,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Ciphertext does not compress: skip PostgreSQL's compression attempt on every write.
+    op.execute("ALTER TABLE items ALTER COLUMN payload SET STORAGE EXTERNAL")
+    op.execute("ALTER TABLE vector_blocks ALTER COLUMN ciphertext SET STORAGE EXTERNAL")
     op.add_column(
         "indexes",
         sa.Column("n_items", sa.BigInteger(), nullable=False, server_default="0",
@@ -48,6 +51,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE vector_blocks ALTER COLUMN ciphertext SET STORAGE EXTENDED")
+    op.execute("ALTER TABLE items ALTER COLUMN payload SET STORAGE EXTENDED")
     op.drop_table("index_centroids")
     op.drop_column("indexes", "trained_vectors")
     op.drop_column("indexes", "n_items")

@@ -1,0 +1,263 @@
+"""Side-by-side benchmark: ciphervec vs cyborgdb-service 0.18, through the official client.
+
+Workload (defaults): N clustered 128-d vectors upserted in batches of 1,000,
+one explicit train, then 200 single queries with top_k=10. Reports upsert
+vectors/s, train seconds, query p50/p95 ms and recall@10 against exact
+search, writes bench/results/<name>.json and a PNG chart.
+
+    python bench/run.py                      # both systems, 50,000 x 128
+    python bench/run.py --scale              # ciphervec alone, 1,000,000 x 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from cyborgdb import Client
+from sklearn.datasets import make_blobs
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+REFERENCE_PYTHON = ROOT / "bench" / ".venv-ref" / "bin" / "python"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def dataset(n: int, dimension: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered vectors plus held-out queries from the same clusters."""
+    points, _ = make_blobs(n + queries, dimension, centers=max(10, n // 500), cluster_std=4.0,
+                           center_box=(-20, 20), random_state=seed)
+    points = points.astype(np.float32)
+    return points[:n], points[n:]
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    norms = np.einsum("ij,ij->i", vectors, vectors)
+    out = []
+    for start in range(0, len(queries), 50):
+        q = queries[start : start + 50]
+        scores = norms[None, :] - 2 * q @ vectors.T
+        out.append(np.argsort(scores, axis=1)[:, :k])
+    return np.concatenate(out)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become healthy")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process and its children, in MB."""
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return round(total, 1)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.split()]
+
+
+@contextmanager
+def ciphervec_server(workdir: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Any]]:
+    """ciphervec on an embedded PostgreSQL cluster (fsync on), in its own process."""
+    sys.path.insert(0, str(ROOT))
+    from app import migrate  # noqa: PLC0415 - the benchmark drives the repo's own code
+    from app.localpg import LocalPostgres  # noqa: PLC0415
+
+    cluster = LocalPostgres(workdir / "pg")
+    cluster.start()
+    url = cluster.url()
+    migrate.upgrade(url)
+    env = {**os.environ, "CIPHERVEC_DATABASE_URL": url, "CIPHERVEC_AUTO_TRAIN": "false"}
+    key = subprocess.run(
+        [str(Path(sys.executable).parent / "ciphervec"), "keys", "create", "--name", "bench"],
+        env=env, capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout.strip().splitlines()[-1]
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process)
+        yield base, key, process, cluster
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        cluster.destroy()
+
+
+@contextmanager
+def reference_server(workdir: Path) -> Iterator[tuple[str, None, subprocess.Popen[bytes], None]]:
+    """cyborgdb-service 0.18 with its disk backend, offline, in its own venv."""
+    if not REFERENCE_PYTHON.exists():
+        raise SystemExit("reference venv missing: run `make bench` (it installs bench/.venv-ref)")
+    port = free_port()
+    env = {**os.environ, "CYBORGDB_DB_TYPE": "disk", "CYBORGDB_DISK_PATH": str(workdir / "ref"),
+           "PORT": str(port)}
+    (workdir / "ref").mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen([str(REFERENCE_PYTHON), "-m", "cyborgdb_service"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process)
+        yield base, None, process, None
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.ndarray,
+             truth: np.ndarray, batch: int, top_k: int) -> dict[str, Any]:
+    client = Client(base, api_key=api_key)
+    index = client.create_index(f"bench-{secrets.token_hex(4)}", index_key=secrets.token_bytes(32),
+                                dimension=vectors.shape[1], metric="euclidean")
+    ids = [str(i) for i in range(len(vectors))]
+    started = time.perf_counter()
+    for start in range(0, len(vectors), batch):
+        index.upsert(ids[start : start + batch], vectors[start : start + batch])
+    upsert_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    index.train()
+    train_s = time.perf_counter() - started
+
+    latencies, recalls = [], []
+    for query, expected in zip(queries, truth, strict=True):
+        started = time.perf_counter()
+        hits = index.query(query_vectors=query.tolist(), top_k=top_k)
+        latencies.append((time.perf_counter() - started) * 1000)
+        found = {int(hit["id"]) for hit in hits}
+        recalls.append(len(found & set(expected[:top_k].tolist())) / top_k)
+    return {
+        "upsert_vectors_per_s": round(len(vectors) / upsert_s, 1),
+        "upsert_s": round(upsert_s, 2),
+        "train_s": round(train_s, 2),
+        "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "query_p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "recall_at_10": round(float(np.mean(recalls)), 4),
+        "trained": index.is_trained(),
+    }
+
+
+def chart(results: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415 - only the benchmark needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    metrics = [("upsert_vectors_per_s", "upsert vectors/s (higher is better)"),
+               ("train_s", "train seconds (lower is better)"),
+               ("query_p50_ms", "query p50 ms (lower is better)"),
+               ("query_p95_ms", "query p95 ms (lower is better)"),
+               ("recall_at_10", "recall@10")]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5))
+    names = list(results)
+    for axis, (key, title) in zip(axes, metrics, strict=True):
+        values = [results[n][key] for n in names]
+        axis.bar(names, values, color=["#2a7", "#888"][: len(names)])
+        axis.set_title(title, fontsize=9)
+        for x, v in enumerate(values):
+            axis.annotate(f"{v:g}", (x, v), ha="center", va="bottom", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--systems", default="ciphervec,reference")
+    parser.add_argument("--scale", action="store_true", help="1,000,000 x 128, ciphervec only")
+    args = parser.parse_args()
+    if args.scale:
+        args.n, args.systems = 1_000_000, "ciphervec"
+    vectors, queries = dataset(args.n, args.dim, args.queries)
+    truth = exact_top_k(vectors, queries, args.top_k)
+    results: dict[str, dict[str, Any]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="ciphervec-bench-"))
+    os.chmod(workdir, 0o755)  # noqa: S103 - the embedded cluster runs as the postgres user
+    try:
+        for system in args.systems.split(","):
+            server = ciphervec_server if system == "ciphervec" else reference_server
+            with server(workdir) as (base, key, process, cluster):
+                print(f"[{system}] running {args.n} x {args.dim} ...", flush=True)
+                result = workload(base, key, vectors, queries, truth, args.batch, args.top_k)
+                result["peak_rss_mb"] = peak_rss_mb(process.pid)
+                if cluster is not None:
+                    size = subprocess.run(
+                        cluster.run_as_owner_args([
+                            str(cluster.bin_dir / "psql"), "-X", "-t", "-A", "-c",
+                            "SELECT pg_database_size(current_database())", cluster.libpq_url(),
+                        ]), capture_output=True, text=True, check=True,
+                    ).stdout.strip()
+                    result["postgres_mb"] = round(int(size) / 1024 / 1024, 1)
+                results[system] = result
+                print(f"[{system}] {json.dumps(result)}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report: dict[str, Any] = {"workload": vars(args), "machine": {"cpus": os.cpu_count()},
+                              "results": results}
+    if "ciphervec" in results and "reference" in results:
+        c, r = results["ciphervec"], results["reference"]
+        report["ratios"] = {
+            "upsert_throughput": round(c["upsert_vectors_per_s"] / r["upsert_vectors_per_s"], 2),
+            "train_time": round(r["train_s"] / max(c["train_s"], 1e-9), 2),
+            "query_p50": round(r["query_p50_ms"] / max(c["query_p50_ms"], 1e-9), 2),
+        }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "scale-1m" if args.scale else f"side-by-side-{args.n}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(results, RESULTS / f"{name}.png")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
