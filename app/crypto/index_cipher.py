@@ -16,7 +16,6 @@ From an index's DEK, HKDF-SHA256 derives independent sub-keys, one per use:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 
@@ -54,13 +53,12 @@ class IndexCipher:
 
     def id_token(self, item_id: str) -> bytes:
         """The opaque token under which an item id is stored."""
-        mac = hmac.new(self._id_key, item_id.encode("utf-8"), hashlib.sha256)
-        return mac.digest()[:TOKEN_BYTES]
+        return hmac.digest(self._id_key, item_id.encode("utf-8"), "sha256")[:TOKEN_BYTES]
 
     def list_tag(self, version: int, list_no: int) -> bytes:
         """The opaque tag of inverted list `list_no` in index version `version`."""
-        mac = hmac.new(self._list_key, struct.pack(">QQ", version, list_no), hashlib.sha256)
-        return mac.digest()[:TOKEN_BYTES]
+        message = struct.pack(">QQ", version, list_no)
+        return hmac.digest(self._list_key, message, "sha256")[:TOKEN_BYTES]
 
     def _item_aad(self, id_token: bytes, seq: int) -> bytes:
         return b"item" + self._prefix + id_token + seq.to_bytes(8, "big")

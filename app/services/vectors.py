@@ -20,7 +20,6 @@ from app.services.blockstore import seal_assigned
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.payload import ItemPayload, decode_payload, encode_payload
-from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
 from app.store.items import ItemRow
@@ -110,10 +109,9 @@ async def upsert(
         blocks = seal_assigned(
             opened.cipher, version, lists, seqs, vectors, ctx.settings.block_max_vectors
         )
-        added = await item_repo.upsert_items(conn, opened.row.id, tokens, seqs.tolist(), payloads)
-        await index_repo.add_items(conn, opened.row.id, added)
-        await block_repo.insert_blocks(conn, opened.row.id, blocks)
-    n_items = opened.row.n_items + added
+        n_items = await item_repo.write_batch(
+            conn, opened.row.id, tokens, seqs.tolist(), payloads, blocks
+        )
     after = await maintenance.after_write(ctx, opened, n_items)
     return UpsertOutcome(len(tokens), after.training_message, after.warning)
 

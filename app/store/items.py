@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, INTEGER
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.blocks import BlockRow
 from app.store.tables import items
 
 
@@ -20,7 +21,7 @@ class ItemRow(NamedTuple):
     payload: bytes
 
 
-_UPSERT = text(
+_WRITE_BATCH = text(
     """
     WITH written AS (
         INSERT INTO items (index_id, id_token, seq, payload)
@@ -29,28 +30,49 @@ _UPSERT = text(
         ON CONFLICT (index_id, id_token)
         DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload
         RETURNING xmax = 0 AS inserted
+    ), stored_blocks AS (
+        INSERT INTO vector_blocks (index_id, block_id, version, list_tag, n_vectors, ciphertext)
+        SELECT :index_id, b.block_id, b.version, b.list_tag, b.n_vectors, b.ciphertext
+        FROM unnest(:block_ids, :versions, :tags, :counts, :blobs)
+            AS b(block_id, version, list_tag, n_vectors, ciphertext)
     )
-    SELECT count(*) FILTER (WHERE inserted) FROM written
+    UPDATE indexes SET n_items = n_items + (SELECT count(*) FILTER (WHERE inserted) FROM written)
+    WHERE id = :index_id
+    RETURNING n_items
     """
 ).bindparams(
     bindparam("tokens", type_=ARRAY(BYTEA)),
     bindparam("seqs", type_=ARRAY(BIGINT)),
     bindparam("payloads", type_=ARRAY(BYTEA)),
+    bindparam("block_ids", type_=ARRAY(BIGINT)),
+    bindparam("versions", type_=ARRAY(INTEGER)),
+    bindparam("tags", type_=ARRAY(BYTEA)),
+    bindparam("counts", type_=ARRAY(INTEGER)),
+    bindparam("blobs", type_=ARRAY(BYTEA)),
 )
 
 
-async def upsert_items(
+async def write_batch(
     conn: AsyncConnection,
     index_id: int,
     tokens: Sequence[bytes],
     seqs: Sequence[int],
     payloads: Sequence[bytes],
+    blocks: Sequence[BlockRow],
 ) -> int:
-    """Insert or overwrite many items in one statement; returns how many were new."""
+    """Insert or overwrite items, add their blocks and count them, in one round trip.
+
+    Returns the index's live item count afterwards.
+    """
     result = await conn.execute(
-        _UPSERT,
-        {"index_id": index_id, "tokens": list(tokens), "seqs": list(seqs),
-         "payloads": list(payloads)},
+        _WRITE_BATCH,
+        {
+            "index_id": index_id, "tokens": list(tokens), "seqs": list(seqs),
+            "payloads": list(payloads),
+            "block_ids": [b.block_id for b in blocks], "versions": [b.version for b in blocks],
+            "tags": [b.list_tag for b in blocks], "counts": [b.n_vectors for b in blocks],
+            "blobs": [b.ciphertext for b in blocks],
+        },
     )
     return int(result.scalar_one())
 

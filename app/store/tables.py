@@ -1,7 +1,9 @@
 """Table definitions (SQLAlchemy Core), mirrored by the Alembic revisions.
 
 Every key of an item-level table starts with `index_id`, so the tables can be
-distributed or partitioned by index. Columns that hold client data hold only
+distributed or partitioned by index. Item-level tables carry no foreign key to
+`indexes` (a per-row check costs more than the insert itself); deleting an
+index deletes its rows explicitly, in the same transaction. Columns that hold client data hold only
 ciphertext or keyed tokens; the comments say what a DBA can learn from each.
 """
 
@@ -11,7 +13,6 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -86,9 +87,7 @@ indexes = Table(
 items = Table(
     "items",
     metadata,
-    Column(
-        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False,
-    ),
+    Column("index_id", BigInteger, nullable=False),
     Column("id_token", LargeBinary, nullable=False, comment="HMAC of the item id (16 bytes)."),
     Column("seq", BigInteger, nullable=False, comment="Write sequence of the current version."),
     Column(
@@ -103,9 +102,7 @@ items = Table(
 vector_blocks = Table(
     "vector_blocks",
     metadata,
-    Column(
-        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False,
-    ),
+    Column("index_id", BigInteger, nullable=False),
     Column(
         "block_id", BigInteger, nullable=False,
         comment="Write sequence of the first entry (or a fresh one for merged blocks).",
@@ -125,9 +122,7 @@ vector_blocks = Table(
 index_centroids = Table(
     "index_centroids",
     metadata,
-    Column(
-        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False,
-    ),
+    Column("index_id", BigInteger, nullable=False),
     Column("version", Integer, nullable=False, comment="Index version these centroids define."),
     Column("n_lists", Integer, nullable=False, comment="Number of centroids."),
     Column("ciphertext", LargeBinary, nullable=False, comment="AES-GCM ciphertext of centroids."),

@@ -72,8 +72,6 @@ def upgrade() -> None:
                   comment="Write sequence of the current version."),
         sa.Column("payload", sa.LargeBinary(), nullable=False,
                   comment="AES-GCM ciphertext of id, contents, metadata and vector."),
-        sa.ForeignKeyConstraint(["index_id"], ["indexes.id"], ondelete="CASCADE",
-                                name="fk_items_index_id_indexes"),
         sa.PrimaryKeyConstraint("index_id", "id_token", name="pk_items"),
         sa.UniqueConstraint("index_id", "seq", name="uq_items_index_id_seq"),
         comment="One row per live item; everything but its size is ciphertext.",
@@ -91,8 +89,6 @@ def upgrade() -> None:
                   comment="Entries in the block, stale included."),
         sa.Column("ciphertext", sa.LargeBinary(), nullable=False,
                   comment="AES-GCM ciphertext of packed (sequence, vector) entries."),
-        sa.ForeignKeyConstraint(["index_id"], ["indexes.id"], ondelete="CASCADE",
-                                name="fk_vector_blocks_index_id_indexes"),
         sa.PrimaryKeyConstraint("index_id", "block_id", name="pk_vector_blocks"),
         comment="Vectors packed per inverted list; entries whose sequence no item holds are stale.",
     )

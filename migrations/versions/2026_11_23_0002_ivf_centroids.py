@@ -43,8 +43,6 @@ def upgrade() -> None:
                   comment="AES-GCM ciphertext of centroids."),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.now()),
-        sa.ForeignKeyConstraint(["index_id"], ["indexes.id"], ondelete="CASCADE",
-                                name="fk_index_centroids_index_id_indexes"),
         sa.PrimaryKeyConstraint("index_id", "version", name="pk_index_centroids"),
         comment="Trained IVF centroids per index version, encrypted.",
     )
