@@ -30,7 +30,7 @@ def auto_n_lists(n_vectors: int) -> int:
 
 def auto_n_probes(n_lists: int) -> int:
     """Lists to scan per query when the client leaves n_probes unset."""
-    return min(n_lists, max(8, math.ceil(2 * math.sqrt(n_lists))))
+    return min(n_lists, max(8, math.ceil(math.sqrt(n_lists))))
 
 
 def prepare(vectors: Matrix, metric: Metric) -> Matrix:
