@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     retrain_growth: float = Field(
         default=2.0, gt=1.0, description="Retrain when items reach this multiple of the last train."
     )
+    compaction_check_interval_s: float = Field(
+        default=2.0, ge=0, description="Least time between compaction checks of an index."
+    )
     compaction_stale_ratio: float = Field(
         default=0.25, gt=0, lt=1, description="Stale block entries that trigger compaction."
     )

@@ -46,8 +46,13 @@ def database_url(pg_cluster: LocalPostgres) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    """Settings pointing at the test database, with a small request limit to test 413."""
-    return Settings(database_url=database_url, max_request_bytes=8 * 1024 * 1024)
+    """Settings pointing at the test database, with a small request limit to test 413
+    and background compaction checked once per index (tests compact explicitly)."""
+    return Settings(
+        database_url=database_url,
+        max_request_bytes=8 * 1024 * 1024,
+        compaction_check_interval_s=3600,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -102,8 +102,19 @@ class StreamingKMeans:
         return np.asarray(self._model.cluster_centers_, dtype=np.float32)
 
 
+ASSIGN_CHUNK = 8192
+
+
 def nearest_lists(vectors: Matrix, centroids: Matrix, metric: Metric, count: int = 1) -> Lists:
-    """For each vector, the `count` nearest centroids' list numbers, nearest first."""
+    """For each vector, the `count` nearest centroids' list numbers, nearest first.
+
+    Works through the vectors in chunks, so the score matrix stays small.
+    """
+    if len(vectors) > ASSIGN_CHUNK:
+        return np.concatenate([
+            nearest_lists(vectors[start : start + ASSIGN_CHUNK], centroids, metric, count)
+            for start in range(0, len(vectors), ASSIGN_CHUNK)
+        ])
     points = prepare(vectors, metric)
     scores = np.einsum("ij,ij->i", centroids, centroids)[np.newaxis, :] - 2.0 * (
         points @ centroids.T

@@ -24,6 +24,7 @@ class ServiceContext:
     blocks: BlockCache
     centroids: CentroidCache = field(default_factory=CentroidCache)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    compaction_checks: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceContext:

@@ -25,9 +25,6 @@ from app.store.indexes import IndexRow
 
 log = logging.getLogger("ciphervec.maintenance")
 
-COMPACTION_CHECK_INTERVAL_S = 2.0
-_last_compaction_check: dict[int, float] = {}
-
 
 @dataclass(frozen=True, slots=True)
 class AfterWrite:
@@ -57,8 +54,9 @@ async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> A
             return AfterWrite(warning=f"Auto-training check failed: {exc.detail}")
         return AfterWrite()
     now = time.monotonic()
-    if now - _last_compaction_check.get(opened.row.id, 0.0) >= COMPACTION_CHECK_INTERVAL_S:
-        _last_compaction_check[opened.row.id] = now
+    last = ctx.compaction_checks.setdefault(opened.row.id, now)
+    if now - last >= ctx.settings.compaction_check_interval_s:
+        ctx.compaction_checks[opened.row.id] = now
         try:
             await _start(ctx, opened.cipher, opened.row, train=False)
         except CiphervecError as exc:

@@ -47,6 +47,7 @@ from app.store import locks
 from app.store.indexes import IndexRow
 
 MB = 1024 * 1024
+WRITE_CHUNK = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,19 +114,28 @@ class _Run:
                 yield seqs[keep], vectors[keep]
 
     async def write(self, version: int, seqs: Seqs, vectors: Matrix, centroids: Matrix) -> None:
-        """Assign entries to the new centroids and store them as blocks of `version`."""
+        """Assign entries to the new centroids and store them as blocks of `version`,
+        whole lists at a time, about WRITE_CHUNK entries per transaction."""
         if not len(seqs):
             return
         lists = await asyncio.to_thread(_assign, vectors, centroids, self.metric)
         block_size = self.ctx.settings.block_max_vectors
-        n_blocks = _block_count(lists, block_size)
-        async with self.ctx.db.transaction() as conn:
-            first = await index_repo.reserve_ids(conn, self.row.id, n_blocks)
-            blocks = seal_assigned(
-                self.cipher, version, lists, seqs, vectors, block_size,
-                block_ids=itertools.count(first),
-            )
-            await block_repo.insert_blocks(conn, self.row.id, blocks)
+        order = np.argsort(lists, kind="stable")
+        list_ends = np.flatnonzero(np.diff(lists[order])) + 1
+        cuts = [0, *_chunk_cuts(list_ends, WRITE_CHUNK), len(order)]
+        for start, stop in itertools.pairwise(cuts):
+            part = order[start:stop]
+            if not len(part):
+                continue
+            async with self.ctx.db.transaction() as conn:
+                first = await index_repo.reserve_ids(
+                    conn, self.row.id, _block_count(lists[part], block_size)
+                )
+                blocks = await asyncio.to_thread(
+                    seal_assigned, self.cipher, version, lists[part], seqs[part], vectors[part],
+                    block_size, itertools.count(first),
+                )
+                await block_repo.insert_blocks(conn, self.row.id, blocks)
 
 
 def _is_live(live: Seqs, seqs: Seqs) -> np.ndarray:
@@ -136,6 +146,16 @@ def _is_live(live: Seqs, seqs: Seqs) -> np.ndarray:
 
 def _assign(vectors: Matrix, centroids: Matrix, metric: Metric) -> np.ndarray:
     return nearest_lists(vectors, centroids, metric)[:, 0]
+
+
+def _chunk_cuts(list_ends: np.ndarray, size: int) -> list[int]:
+    """Positions among list boundaries that split the sorted entries about every `size`."""
+    cuts, last = [], 0
+    for end in list_ends.tolist():
+        if end - last >= size:
+            cuts.append(end)
+            last = end
+    return cuts
 
 
 def _block_count(lists: np.ndarray, block_size: int) -> int:
