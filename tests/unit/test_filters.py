@@ -498,21 +498,21 @@ def test_integers_equal_their_float_value(n: int) -> None:
     assert match({"a": float(n)}, {"a": n})
 
 
+KEYS = st.sampled_from(["$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$gte", "$lt",
+                        "$lte", "$in", "$nin", "$exists", "$regex", "a", "b", "a.b", ""])
 any_json: st.SearchStrategy[object] = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
     | st.sampled_from(["$eq", "$in", "a.b"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$gte", "$lt",
-                         "$lte", "$in", "$nin", "$exists", "$regex", "a", "b", "a.b", ""])
-        | st.text(max_size=4),
-        inner,
-        max_size=4,
-    ),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(KEYS | st.text(max_size=4), inner, max_size=4),
     max_leaves=20,
 )
 
 
-@given(any_json, st.dictionaries(st.sampled_from(["a", "b", "$and"]), any_json, max_size=3))
+@given(
+    st.dictionaries(KEYS, any_json, max_size=4) | any_json,
+    st.dictionaries(st.sampled_from(["a", "b", "$and"]), any_json, max_size=3),
+)
 def test_compile_raises_only_filter_error_and_predicates_never_raise(
     spec: Any, item: dict[str, object]
 ) -> None:
