@@ -11,12 +11,12 @@ from app.schemas.indexes import HealthResponse
 router = APIRouter(tags=["health"])
 
 try:
-    _VERSION = version("ciphervec")
+    SERVICE_VERSION = version("ciphervec")
 except PackageNotFoundError:
-    _VERSION = "0.0.0"
+    SERVICE_VERSION = "0.0.0"
 
 
 @router.get("/health", response_model=HealthResponse)
 async def health() -> HealthResponse:
     """The service is up."""
-    return HealthResponse(status="healthy", api_version="v1", version=_VERSION)
+    return HealthResponse(status="healthy", api_version="v1", version=SERVICE_VERSION)

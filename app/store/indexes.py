@@ -63,13 +63,9 @@ async def insert_index(conn: AsyncConnection, row: IndexRow) -> bool:
     return result.one_or_none() is not None
 
 
-async def find_index(
-    conn: AsyncConnection, tenant: str, name: str, *, for_share: bool = False
-) -> IndexRow | None:
-    """The tenant's index called `name`; FOR SHARE blocks deletion until commit."""
+async def find_index(conn: AsyncConnection, tenant: str, name: str) -> IndexRow | None:
+    """The tenant's index called `name`."""
     query = select(*_COLUMNS).where(indexes.c.tenant == tenant, indexes.c.name == name)
-    if for_share:
-        query = query.with_for_update(read=True)
     row = (await conn.execute(query)).one_or_none()
     return None if row is None else IndexRow(**row._mapping)
 
