@@ -10,6 +10,7 @@ from app.kms.sdk import IndexCipherCache
 from app.services.auth import ApiKeyCache
 from app.services.blockstore import CentroidCache
 from app.store.block_cache import BlockCache
+from app.store.blocks import SearchView
 from app.store.db import Database
 
 
@@ -25,6 +26,7 @@ class ServiceContext:
     centroids: CentroidCache = field(default_factory=CentroidCache)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     compaction_checks: dict[int, float] = field(default_factory=dict)
+    views: dict[tuple[str, str], SearchView] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceContext:

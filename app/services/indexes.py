@@ -58,9 +58,14 @@ async def open_index(
     row = await repo.find_index(conn, tenant, name)
     if row is None:
         raise IndexNotFound(name)
+    return open_row(ctx, row, index_key)
+
+
+def open_row(ctx: ServiceContext, row: IndexRow, index_key: bytes | None) -> OpenIndex:
+    """Unwrap an index row's key: 401 if the key is missing or wrong."""
     if index_key is None:
-        raise WrongIndexKey(f"index_key is required for index '{name}'")
-    cipher = ctx.ciphers.open(row.id, name, row.wrapped_dek, index_key)
+        raise WrongIndexKey(f"index_key is required for index '{row.name}'")
+    cipher = ctx.ciphers.open(row.id, row.name, row.wrapped_dek, index_key)
     return OpenIndex(row=row, cipher=cipher)
 
 

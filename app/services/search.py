@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.errors import InvalidFilter
+from app.errors import IndexNotFound, InvalidFilter
 from app.filters import FilterError, compile_filter
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services.blockstore import open_blocks
 from app.services.context import ServiceContext
-from app.services.indexes import OpenIndex, open_index
+from app.services.indexes import OpenIndex, open_row
 from app.services.payload import ItemPayload
 from app.services.vectors import open_payload
 from app.store import blocks as block_repo
 from app.store import items as item_repo
+from app.store.blocks import BlockRef, SearchView
 from app.store.items import ItemRow
 
 Predicate = Callable[[Mapping[str, object]], bool]
@@ -83,44 +84,86 @@ def _compile(filters: Mapping[str, Any] | None) -> Predicate | None:
         raise InvalidFilter(f"Invalid filter: {exc}") from exc
 
 
+MAX_CACHED_VIEWS = 10_000
+
+
+class _StaleView(Exception):
+    """The cached view no longer matches the database: read it again."""
+
+
 async def query(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, spec: QuerySpec
 ) -> list[list[Hit]]:
-    """The `top_k` nearest live items for each query vector, nearest first."""
+    """The `top_k` nearest live items for each query vector, nearest first.
+
+    The index row and its block listing come from a per-process cache; the
+    first validation round reads the index's signature in the same snapshot,
+    and a mismatch (a write, a compaction or a version switch since) drops the
+    cached view and runs the query again on a fresh one.
+    """
     predicate = _compile(spec.filters)
-    async with ctx.db.transaction(snapshot=True) as conn:
-        opened = await open_index(conn, ctx, tenant, name, index_key)
-        queries = vector_matrix(spec.vectors, opened.row.dimension)
-        metric = Metric(opened.row.metric)
-        version = opened.row.active_version
-        centroids = await ctx.centroids.load(conn, opened.cipher, version)
-        probes = None
-        tags = None
-        if centroids is not None:
-            n_probes = spec.n_probes or auto_n_probes(len(centroids))
-            probes = nearest_lists(queries, centroids, metric, n_probes)
-            tags = {opened.cipher.list_tag(version, int(n)): int(n) for n in np.unique(probes)}
-        blocks = await block_repo.fetch_blocks(conn, ctx.blocks, opened.row.id, version,
-                                               list(tags) if tags is not None else None)
-        if not blocks:
-            return [[] for _ in range(len(queries))]
-        seqs, vectors = open_blocks(opened.cipher, blocks)
-        states = []
-        shortlist = max(2 * spec.top_k, spec.top_k + 32)
-        entry_lists = (
-            None if tags is None
-            else np.repeat([tags[b.list_tag] for b in blocks], [b.n_vectors for b in blocks])
+    key = (tenant, name)
+    for fresh in (False, True):
+        async with ctx.db.transaction(snapshot=True) as conn:
+            view = None if fresh else ctx.views.get(key)
+            if view is None:
+                view = await block_repo.search_view(conn, tenant, name)
+                if view is None:
+                    ctx.views.pop(key, None)
+                    raise IndexNotFound(name)
+                if len(ctx.views) >= MAX_CACHED_VIEWS:
+                    ctx.views.clear()
+                ctx.views[key] = view
+            try:
+                return await _search(conn, ctx, view, index_key, spec, predicate)
+            except _StaleView:
+                ctx.views.pop(key, None)
+    raise AssertionError("a fresh view cannot be stale")  # pragma: no cover
+
+
+async def _search(
+    conn: AsyncConnection,
+    ctx: ServiceContext,
+    view: SearchView,
+    index_key: bytes | None,
+    spec: QuerySpec,
+    predicate: Predicate | None,
+) -> list[list[Hit]]:
+    opened = open_row(ctx, view.row, index_key)
+    queries = vector_matrix(spec.vectors, opened.row.dimension)
+    metric = Metric(opened.row.metric)
+    version = opened.row.active_version
+    centroids = await ctx.centroids.load(conn, opened.cipher, version)
+    refs: Sequence[BlockRef] = view.blocks
+    probes = None
+    if centroids is not None:
+        n_probes = spec.n_probes or auto_n_probes(len(centroids))
+        probes = nearest_lists(queries, centroids, metric, n_probes)
+        tags = {opened.cipher.list_tag(version, int(n)): int(n) for n in np.unique(probes)}
+        refs = [ref for ref in view.blocks if ref.list_tag in tags]
+    blocks = await block_repo.block_ciphertexts(conn, ctx.blocks, opened.row.id, version, refs)
+    seqs, vectors = open_blocks(opened.cipher, blocks)
+    states = []
+    shortlist = max(2 * spec.top_k, spec.top_k + 32)
+    entry_lists = (
+        None if probes is None
+        else np.repeat([tags[b.list_tag] for b in blocks], [b.n_vectors for b in blocks])
+    )
+    for q, query_vector in enumerate(queries):
+        if probes is None or entry_lists is None or len(queries) == 1:
+            candidates = np.arange(len(seqs))
+        else:
+            candidates = np.flatnonzero(np.isin(entry_lists, probes[q]))
+        scores = (
+            scan_scores(query_vector[np.newaxis], vectors[candidates], metric)[0]
+            if len(candidates)
+            else np.zeros(0, dtype=np.float32)
         )
-        for q, query_vector in enumerate(queries):
-            if probes is None or entry_lists is None:
-                candidates = np.arange(len(seqs))
-            else:
-                candidates = np.flatnonzero(np.isin(entry_lists, probes[q]))
-            scores = scan_scores(query_vector[np.newaxis], vectors[candidates], metric)[0]
-            states.append(_QueryState(candidates, scores, smallest(scores, shortlist)))
-        rows, payloads = await _select(
-            conn, opened, states, seqs, vectors, queries, metric, spec.top_k, predicate
-        )
+        states.append(_QueryState(candidates, scores, smallest(scores, shortlist)))
+    rows, payloads = await _select(
+        conn, opened, view.signature, states, seqs, vectors, queries, metric, spec.top_k,
+        predicate,
+    )
     return [
         [Hit(_payload(opened, rows[s], payloads), d) for d, s in sorted(st.hits)[: spec.top_k]]
         for st in states
@@ -130,6 +173,7 @@ async def query(
 async def _select(
     conn: AsyncConnection,
     opened: OpenIndex,
+    signature: tuple[int, int],
     states: list[_QueryState],
     seqs: np.ndarray[Any, np.dtype[np.int64]],
     vectors: Matrix,
@@ -142,15 +186,24 @@ async def _select(
     rows: dict[int, ItemRow] = {}
     payloads: dict[int, ItemPayload] = {}
     checked: set[int] = set()
+    first_round = True
     while True:
         active = [st for st in states if len(st.hits) < top_k and st.examined < len(st.order)]
+        wanted = {int(s) for st in active for s in seqs[st.unexamined()]} - checked
+        if first_round:
+            current, found = await item_repo.items_by_seqs_checked(conn, opened.row.id, wanted)
+            if current != signature:
+                raise _StaleView
+            first_round = False
+        elif wanted:
+            found = await item_repo.items_by_seqs(conn, opened.row.id, wanted)
+        else:
+            found = []
         if not active:
             return rows, payloads
-        wanted = {int(s) for st in active for s in seqs[st.unexamined()]} - checked
-        if wanted:
-            for row in await item_repo.items_by_seqs(conn, opened.row.id, wanted):
-                rows[row.seq] = row
-            checked |= wanted
+        for row in found:
+            rows[row.seq] = row
+        checked |= wanted
         for q, st in enumerate(states):
             if len(st.hits) >= top_k or st.examined >= len(st.order):
                 continue

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, insert
+from sqlalchemy import ColumnElement, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
+from app.store.indexes import IndexRow
 from app.store.tables import vector_blocks as vb
 
 
@@ -44,25 +46,73 @@ async def insert_blocks(conn: AsyncConnection, index_id: int, blocks: Sequence[B
         await conn.execute(insert(vb), [{"index_id": index_id, **b._asdict()} for b in blocks])
 
 
-async def fetch_blocks(
-    conn: AsyncConnection,
-    cache: BlockCache,
-    index_id: int,
-    version: int,
-    list_tags: Sequence[bytes] | None = None,
-) -> list[BlockRow]:
-    """Blocks of a version (all lists, or only `list_tags`), ciphertexts from the cache when held.
+class BlockRef(NamedTuple):
+    """Where a block is, without its ciphertext."""
 
-    One round trip lists the blocks; a second fetches only the ciphertexts the
-    cache lacks.
+    block_id: int
+    list_tag: bytes
+    n_vectors: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchView:
+    """An index row with the block listing of its active version.
+
+    `next_seq` changes whenever the listing can change (every block write
+    reserves ids from it; a version switch changes `active_version`), so the
+    pair is a signature that tells a cached view from a stale one.
     """
-    where = _of_version(index_id, version)
-    if list_tags is not None:
-        where &= vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA)))
-    listing = (
-        await conn.execute(select(vb.c.block_id, vb.c.list_tag, vb.c.n_vectors).where(where))
-    ).all()
-    blobs = {row.block_id: cache.get(index_id, row.block_id) for row in listing}
+
+    row: IndexRow
+    next_seq: int
+    blocks: tuple[BlockRef, ...]
+
+    @property
+    def signature(self) -> tuple[int, int]:
+        """(next_seq, active_version) when this view was read."""
+        return self.next_seq, self.row.active_version
+
+
+_VIEW = text(
+    """
+    SELECT i.id, i.tenant, i.name, i.dimension, i.metric, i.key_provider, i.wrapped_dek,
+           i.embedding_model, i.metadata_schema, i.active_version, i.n_lists, i.n_items,
+           i.trained_vectors, i.next_seq, b.ids, b.tags, b.counts
+    FROM indexes i
+    LEFT JOIN LATERAL (
+        SELECT array_agg(block_id) AS ids, array_agg(list_tag) AS tags,
+               array_agg(n_vectors) AS counts
+        FROM vector_blocks WHERE index_id = i.id AND version = i.active_version
+    ) b ON true
+    WHERE i.tenant = :tenant AND i.name = :name
+    """
+)
+
+
+async def search_view(conn: AsyncConnection, tenant: str, name: str) -> SearchView | None:
+    """The tenant's index and its active block listing, in one round trip."""
+    row = (await conn.execute(_VIEW, {"tenant": tenant, "name": name})).one_or_none()
+    if row is None:
+        return None
+    fields = row._mapping
+    index_row = IndexRow(**{f: fields[f] for f in IndexRow.__dataclass_fields__})
+    blocks = tuple(
+        BlockRef(int(i), bytes(t), int(c))
+        for i, t, c in zip(fields["ids"] or (), fields["tags"] or (), fields["counts"] or (),
+                           strict=True)
+    )
+    return SearchView(index_row, int(fields["next_seq"]), blocks)
+
+
+async def block_ciphertexts(
+    conn: AsyncConnection, cache: BlockCache, index_id: int, version: int,
+    refs: Sequence[BlockRef],
+) -> list[BlockRow]:
+    """The listed blocks with their ciphertexts, from the cache where held.
+
+    A block missing from the database (deleted since it was listed) is left out.
+    """
+    blobs = {ref.block_id: cache.get(index_id, ref.block_id) for ref in refs}
     missing = [block_id for block_id, blob in blobs.items() if blob is None]
     if missing:
         result = await conn.execute(
@@ -75,9 +125,9 @@ async def fetch_blocks(
             blobs[block_id] = blob
             cache.put(index_id, block_id, blob)
     return [
-        BlockRow(row.block_id, version, row.list_tag, row.n_vectors, blob)
-        for row in listing
-        if (blob := blobs[row.block_id]) is not None
+        BlockRow(ref.block_id, version, ref.list_tag, ref.n_vectors, blob)
+        for ref in refs
+        if (blob := blobs[ref.block_id]) is not None
     ]
 
 

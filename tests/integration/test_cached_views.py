@@ -1,0 +1,65 @@
+"""Each process caches index views; a write through another process is seen at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.main import create_app
+
+
+@pytest.fixture
+async def second_process(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a second app instance: its own pool and caches, the same database."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://other/v1",
+        headers={"X-API-Key": api_key},
+    ) as http:
+        yield http
+
+
+async def _top(client: httpx.AsyncClient, index: dict[str, Any]) -> list[str]:
+    response = await client.post(
+        "/vectors/query", json={**index, "query_vectors": [5, 5, 5, 5], "top_k": 3}
+    )
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]
+
+
+async def test_writes_through_another_process_are_visible_to_cached_queries(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    await client.post("/vectors/upsert", json={**index, "items": [
+        {"id": "far", "vector": [0, 0, 0, 0]}]})
+    assert await _top(client, index) == ["far"]
+    await second_process.post("/vectors/upsert", json={**index, "items": [
+        {"id": "near", "vector": [5, 5, 5, 5]}]})
+    assert await _top(client, index) == ["near", "far"]
+    await second_process.post("/vectors/delete", json={**index, "ids": ["near"]})
+    assert await _top(client, index) == ["far"]
+
+
+async def test_an_index_deleted_elsewhere_is_not_found(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    assert await _top(client, index) == []
+    await second_process.post("/indexes/delete", json=index)
+    response = await client.post("/vectors/query", json={**index, "query_vectors": [1, 1, 1, 1]})
+    assert response.status_code == 404
+
+
+async def test_a_training_run_elsewhere_switches_cached_queries_to_the_new_version(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    items = [{"id": f"p{n}", "vector": [float(n % 50), float(n // 50), 0, 1]} for n in range(400)]
+    await client.post("/vectors/upsert", json={**index, "items": items})
+    before = await _top(client, index)
+    assert (await second_process.post("/indexes/train", json={**index, "n_lists": 8})).is_success
+    assert await _top(client, index) == before
+    described = await client.post("/indexes/describe", json=index)
+    assert described.json()["is_trained"]
