@@ -86,6 +86,10 @@ def open_blocks(cipher: IndexCipher, blocks: Sequence[BlockRow]) -> tuple[Seqs, 
     return np.concatenate(seq_parts), np.concatenate(vector_parts)
 
 
+class MissingCentroids(StoredDataCorrupt):
+    """A version's centroids are not stored (or no longer: the version was replaced)."""
+
+
 def seal_centroids(cipher: IndexCipher, version: int, centroids: Matrix) -> bytes:
     """Encrypt a version's centroids."""
     return cipher.seal_centroids(version, pack_centroids(centroids))
@@ -109,7 +113,7 @@ class CentroidCache:
         if blob is None:
             blob = await centroid_repo.centroids_ciphertext(conn, cipher.index_id, version)
             if blob is None:
-                raise StoredDataCorrupt("Active index version has no centroids")
+                raise MissingCentroids("Active index version has no centroids")
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
             self._entries[key] = blob

@@ -6,8 +6,14 @@ item row still holds their write sequence, so overwritten and deleted items
 never appear. Candidates are examined in order of score, in growing rounds,
 until each query has `top_k` live items that pass its metadata filter (or its
 candidates run out). Only the winners' payloads are decrypted, unless a
-filter needs their metadata. The whole search reads one REPEATABLE READ
-snapshot, so it never mixes two index versions.
+filter needs their metadata.
+
+Searches run outside a transaction, each statement on its own snapshot: the
+view (index row and block listing) may come from the process cache, and the
+first item round trip also reads the index's signature, so a view that no
+longer matches the database (a write, a compaction, a version switch) is
+dropped and the search starts again on a fresh view. A search therefore
+never mixes two index versions.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from app.filters import FilterError, compile_filter
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
-from app.services.blockstore import open_blocks
+from app.services.blockstore import MissingCentroids, open_blocks
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_row
 from app.services.payload import ItemPayload
@@ -96,15 +102,17 @@ async def query(
 ) -> list[list[Hit]]:
     """The `top_k` nearest live items for each query vector, nearest first.
 
-    The index row and its block listing come from a per-process cache; the
-    first validation round reads the index's signature in the same snapshot,
-    and a mismatch (a write, a compaction or a version switch since) drops the
-    cached view and runs the query again on a fresh one.
+    The index row and its block listing come from a per-process cache; see
+    the module docstring for how a stale view is caught.
     """
     predicate = _compile(spec.filters)
     key = (tenant, name)
-    for fresh in (False, True):
-        async with ctx.db.transaction(snapshot=True) as conn:
+    # Cached view, then a fresh one; under a stream of concurrent writes the
+    # last try reads view and items in one REPEATABLE READ snapshot, where a
+    # fresh view cannot go stale.
+    for fresh, snapshot in ((False, False), (True, False), (True, True)):
+        connection = ctx.db.transaction(snapshot=True) if snapshot else ctx.db.autocommit()
+        async with connection as conn:
             view = None if fresh else ctx.views.get(key)
             if view is None:
                 view = await block_repo.search_view(conn, tenant, name)
@@ -116,9 +124,13 @@ async def query(
                 ctx.views[key] = view
             try:
                 return await _search(conn, ctx, view, index_key, spec, predicate)
+            except MissingCentroids:
+                if snapshot:
+                    raise
+                ctx.views.pop(key, None)
             except _StaleView:
                 ctx.views.pop(key, None)
-    raise AssertionError("a fresh view cannot be stale")  # pragma: no cover
+    raise AssertionError("a view read in the same snapshot cannot be stale")
 
 
 async def _search(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,3 +64,25 @@ async def test_a_training_run_elsewhere_switches_cached_queries_to_the_new_versi
     assert await _top(client, index) == before
     described = await client.post("/indexes/describe", json=index)
     assert described.json()["is_trained"]
+
+
+async def test_queries_racing_writes_through_two_processes_all_succeed(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    async def writer(http: httpx.AsyncClient, offset: int) -> None:
+        for n in range(10):
+            items = [{"id": f"w{offset}-{n}-{k}", "vector": [float(k), n, offset, 1]}
+                     for k in range(20)]
+            assert (await http.post("/vectors/upsert", json={**index, "items": items})).is_success
+
+    async def reader(http: httpx.AsyncClient) -> None:
+        for _ in range(20):
+            assert len(await _top(http, index)) <= 3
+
+    await asyncio.gather(
+        writer(client, 1), writer(second_process, 2),
+        reader(client), reader(second_process), reader(client),
+    )
+    count = (await client.post("/vectors/num_vectors", json=index)).json()["result"]
+    assert count == 400
+    assert await _top(client, index) == await _top(second_process, index)
