@@ -18,7 +18,7 @@ from app.ivf.vectors import Matrix, vector_matrix
 from app.services import maintenance
 from app.services.blockstore import seal_assigned
 from app.services.context import ServiceContext
-from app.services.indexes import open_index
+from app.services.indexes import open_index, open_row
 from app.services.payload import ItemPayload, decode_payload, encode_payload
 from app.store import indexes as index_repo
 from app.store import items as item_repo
@@ -79,22 +79,22 @@ async def upsert(
 ) -> UpsertOutcome:
     """Insert or overwrite items atomically, each vector in its inverted list's blocks."""
     _check_ids(batch.ids, ctx.settings.max_batch_items)
+    vectors = vector_matrix(batch.vectors, 0)
+    plaintexts = _encode_all(batch, vectors)
     async with ctx.db.transaction() as conn:
-        opened = await open_index(conn, ctx, tenant, name, index_key)
-        vectors = vector_matrix(batch.vectors, opened.row.dimension)
-        plaintexts = _encode_all(batch, vectors)
-        tokens = [opened.cipher.id_token(i) for i in batch.ids]
         reservation = await index_repo.reserve_seqs(
-            conn, opened.row.id, len(tokens), vectors.shape[1]
+            conn, tenant, name, len(batch.ids), vectors.shape[1]
         )
         if reservation is None:
             raise IndexNotFound(name)
-        if reservation.dimension != vectors.shape[1]:
+        opened = open_row(ctx, reservation.row, index_key)
+        if opened.row.dimension != vectors.shape[1]:
             raise InvalidInput(
-                f"Vector dimension mismatch: expected {reservation.dimension}, "
+                f"Vector dimension mismatch: expected {opened.row.dimension}, "
                 f"got {vectors.shape[1]}"
             )
-        version = reservation.active_version
+        tokens = [opened.cipher.id_token(i) for i in batch.ids]
+        version = opened.row.active_version
         centroids = await ctx.centroids.load(conn, opened.cipher, version)
         lists = (
             np.zeros(len(tokens), dtype=np.int64)

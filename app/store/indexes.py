@@ -37,12 +37,10 @@ _COLUMNS = [indexes.c[f] for f in IndexRow.__dataclass_fields__]
 
 @dataclass(frozen=True, slots=True)
 class SeqReservation:
-    """Write sequences handed to one upsert, and the index state it must write against."""
+    """Write sequences handed to one upsert, and the index row it must write against."""
 
+    row: IndexRow
     first_seq: int
-    dimension: int
-    active_version: int
-    n_lists: int
 
 
 async def allocate_index_id(conn: AsyncConnection) -> int:
@@ -87,33 +85,29 @@ async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
 
 
 async def reserve_seqs(
-    conn: AsyncConnection, index_id: int, count: int, dimension: int
+    conn: AsyncConnection, tenant: str, name: str, count: int, dimension: int
 ) -> SeqReservation | None:
-    """Hand out `count` write sequences, fixing the dimension on the first write.
+    """Find the index and hand out `count` write sequences, fixing the dimension on
+    the first write, in one statement.
 
     The UPDATE locks the index row until commit, which orders concurrent
     writers of one index and makes them wait for a version switch in progress.
     """
     result = await conn.execute(
         indexes.update()
-        .where(indexes.c.id == index_id)
+        .where(indexes.c.tenant == tenant, indexes.c.name == name)
         .values(
             next_seq=indexes.c.next_seq + count,
             dimension=func.coalesce(func.nullif(indexes.c.dimension, 0), dimension),
         )
-        .returning(
-            indexes.c.next_seq, indexes.c.dimension, indexes.c.active_version, indexes.c.n_lists
-        )
+        .returning(*_COLUMNS, indexes.c.next_seq)
     )
     row = result.one_or_none()
     if row is None:
         return None
-    return SeqReservation(
-        first_seq=row.next_seq - count + 1,
-        dimension=row.dimension,
-        active_version=row.active_version,
-        n_lists=row.n_lists,
-    )
+    fields = row._mapping
+    index_row = IndexRow(**{f: fields[f] for f in IndexRow.__dataclass_fields__})
+    return SeqReservation(row=index_row, first_seq=int(fields["next_seq"]) - count + 1)
 
 
 async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
