@@ -114,16 +114,15 @@ def _hits_json(hits: Sequence[search.Hit], include: Sequence[str]) -> list[dict[
 async def _run_query(
     ctx: Context,
     caller: Caller,
-    body: IndexOperationRequest,
+    body: QueryKnobs,
     vectors: Sequence[Sequence[float]] | Matrix,
-    knobs: QueryKnobs,
 ) -> list[list[dict[str, Any]]]:
     spec = search.QuerySpec(
-        vectors=vectors, top_k=knobs.top_k or DEFAULT_TOP_K, n_probes=knobs.n_probes or None,
-        filters=knobs.filters,
+        vectors=vectors, top_k=body.top_k or DEFAULT_TOP_K, n_probes=body.n_probes or None,
+        filters=body.filters,
     )
     results = await search.query(ctx, caller.tenant, body.index_name, body.key_bytes(), spec)
-    return [_hits_json(hits, knobs.include) for hits in results]
+    return [_hits_json(hits, body.include) for hits in results]
 
 
 @router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
@@ -136,7 +135,7 @@ async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, A
     rows = body.query_vectors
     single = not rows or not isinstance(rows[0], list)
     vectors = cast(list[list[float]], [rows] if single else rows)
-    results = await _run_query(ctx, caller, body, vectors, body)
+    results = await _run_query(ctx, caller, body, vectors)
     return {"results": results[0] if single else results}
 
 
@@ -144,7 +143,7 @@ async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, A
 async def query_binary(body: BinaryQueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
     """Nearest items to base64 float32 query rows; one row gives flat results."""
     vectors = matrix_from_base64(body.batch.vectors_b64, body.batch.dimension)
-    results = await _run_query(ctx, caller, body, vectors, body)
+    results = await _run_query(ctx, caller, body, vectors)
     return {"results": results[0] if len(results) == 1 else results}
 
 
