@@ -164,10 +164,12 @@ async def _search(
     for q, query_vector in enumerate(queries):
         if probes is None or entry_lists is None or len(queries) == 1:
             candidates = np.arange(len(seqs))
+            pool = vectors  # every scanned entry is a candidate: no copy
         else:
             candidates = np.flatnonzero(np.isin(entry_lists, probes[q]))
+            pool = vectors[candidates]
         scores = (
-            scan_scores(query_vector[np.newaxis], vectors[candidates], metric)[0]
+            scan_scores(query_vector[np.newaxis], pool, metric)[0]
             if len(candidates)
             else np.zeros(0, dtype=np.float32)
         )
