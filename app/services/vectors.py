@@ -5,23 +5,28 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import IndexNotFound, InvalidInput, StoredDataCorrupt
+from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import maintenance
 from app.services.blockstore import seal_assigned
 from app.services.context import ServiceContext
-from app.services.indexes import open_index, open_row
+from app.services.indexes import OpenIndex, open_index, open_row
+from app.services.overlap import alongside
 from app.services.payload import ItemPayload, decode_payload, encode_payload
 from app.store import indexes as index_repo
 from app.store import items as item_repo
+from app.store.blocks import BlockRow
 from app.store.items import ItemRow
 
 
@@ -74,16 +79,34 @@ class UpsertOutcome:
     warning: str | None = None
 
 
+# Items per statement of an upsert: small enough that the backend inserts one
+# chunk while the next is encrypted, large enough that round trips stay few.
+_WRITE_CHUNK = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _SealedChunk:
+    tokens: list[bytes]
+    seqs: list[int]
+    payloads: list[bytes]
+    blocks: list[BlockRow]
+
+
 async def upsert(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, batch: ItemBatch
 ) -> UpsertOutcome:
-    """Insert or overwrite items atomically, each vector in its inverted list's blocks."""
+    """Insert or overwrite items atomically, each vector in its inverted list's blocks.
+
+    Everything happens in one transaction; its statements are pipelined with
+    the encryption of the next chunk (see app.services.overlap).
+    """
     _check_ids(batch.ids, ctx.settings.max_batch_items)
     vectors = vector_matrix(batch.vectors, 0)
-    plaintexts = _encode_all(batch, vectors)
+    n = len(batch.ids)
     async with ctx.db.transaction() as conn:
-        reservation = await index_repo.reserve_seqs(
-            conn, tenant, name, len(batch.ids), vectors.shape[1]
+        reservation, plaintexts = await alongside(
+            index_repo.reserve_seqs(conn, tenant, name, n, vectors.shape[1]),
+            lambda: _encode_all(batch, vectors),
         )
         if reservation is None:
             raise IndexNotFound(name)
@@ -93,27 +116,47 @@ async def upsert(
                 f"Vector dimension mismatch: expected {opened.row.dimension}, "
                 f"got {vectors.shape[1]}"
             )
-        tokens = [opened.cipher.id_token(i) for i in batch.ids]
         version = opened.row.active_version
         centroids = await ctx.centroids.load(conn, opened.cipher, version)
-        lists = (
-            np.zeros(len(tokens), dtype=np.int64)
-            if centroids is None
-            else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
-        )
-        seqs = np.arange(reservation.first_seq, reservation.first_seq + len(tokens), dtype=np.int64)
-        payloads = [
-            opened.cipher.seal_item(t, int(s), p)
-            for t, s, p in zip(tokens, seqs, plaintexts, strict=True)
-        ]
-        blocks = seal_assigned(
-            opened.cipher, version, lists, seqs, vectors, ctx.settings.block_max_vectors
-        )
-        n_items = await item_repo.write_batch(
-            conn, opened.row.id, tokens, seqs.tolist(), payloads, blocks
-        )
+        seqs = np.arange(reservation.first_seq, reservation.first_seq + n, dtype=np.int64)
+
+        def seal_chunk(start: int) -> _SealedChunk:
+            stop = min(start + _WRITE_CHUNK, n)
+            tokens = [opened.cipher.id_token(i) for i in batch.ids[start:stop]]
+            chunk_seqs = seqs[start:stop].tolist()
+            payloads = [
+                opened.cipher.seal_item(t, s, p)
+                for t, s, p in zip(tokens, chunk_seqs, plaintexts[start:stop], strict=True)
+            ]
+            blocks = _seal_vectors(ctx, opened, centroids, seqs, vectors) if start == 0 else []
+            return _SealedChunk(tokens, chunk_seqs, payloads, blocks)
+
+        chunk = seal_chunk(0)
+        for start in range(_WRITE_CHUNK, n, _WRITE_CHUNK):
+            _, chunk = await alongside(_write(conn, opened, chunk), partial(seal_chunk, start))
+        n_items = await _write(conn, opened, chunk)
     after = await maintenance.after_write(ctx, opened, n_items)
-    return UpsertOutcome(len(tokens), after.training_message, after.warning)
+    return UpsertOutcome(n, after.training_message, after.warning)
+
+
+def _seal_vectors(
+    ctx: ServiceContext, opened: OpenIndex, centroids: Matrix | None, seqs: Seqs, vectors: Matrix
+) -> list[BlockRow]:
+    lists = (
+        np.zeros(len(seqs), dtype=np.int64)
+        if centroids is None
+        else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
+    )
+    return seal_assigned(
+        opened.cipher, opened.row.active_version, lists, seqs, vectors,
+        ctx.settings.block_max_vectors,
+    )
+
+
+async def _write(conn: AsyncConnection, opened: OpenIndex, chunk: _SealedChunk) -> int:
+    return await item_repo.write_batch(
+        conn, opened.row.id, chunk.tokens, chunk.seqs, chunk.payloads, chunk.blocks
+    )
 
 
 async def get_items(
