@@ -13,8 +13,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
 	touch $@
 
+# torch==2.13.0 first: that spec takes the CPU build on this machine's disk, so the
+# `embeddings` extra (sentence-transformers would pull a multi-GB CUDA torch) finds it installed.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test,dev]'
+	$(PIP) install 'torch==2.13.0'
+	$(PIP) install -e '.[test,dev,embeddings]'
 	touch $@ $(VENV)/.installed
 
 ## Start the service on 127.0.0.1:8000 (embedded PostgreSQL under ./.ciphervec/pg unless DATABASE_URL is set).
