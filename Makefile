@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench bench-scale clean
+.PHONY: run test lint bench bench-scale bench-embeddings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(VENV)/.installed-bench bench/.venv-ref/bin/python
 ## ciphervec alone at 1,000,000 x 128.
 bench-scale: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py --scale
+
+## Embedding throughput (batches of 256 texts), model alone and through the client.
+bench-embeddings: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py --embeddings
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
