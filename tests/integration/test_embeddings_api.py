@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sys
 import threading
 import uuid
 from collections.abc import Sequence
@@ -242,3 +243,15 @@ async def test_other_requests_are_served_while_the_model_runs(
     finally:
         release.set()
     assert (await upsert).status_code == 200
+
+
+async def test_model_that_cannot_be_loaded_is_unavailable_and_nothing_is_written(
+    client: httpx.AsyncClient, text_index: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "_models", loader.ModelCache())  # nothing loaded yet
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # and cannot be
+    items = [{"id": "a", "contents": TOPICS["music"][0]}]
+    response = await client.post("/vectors/upsert", json={**text_index, "items": items})
+    assert response.status_code == 503
+    assert "could not be loaded" in response.json()["detail"]
+    assert (await client.post("/vectors/num_vectors", json=text_index)).json() == {"result": 0}
