@@ -149,6 +149,8 @@ async def _vectors_or_embeddings(
             f"Items need a vector or text contents to embed with '{model}': {blank[:10]}"
         )
     embedded = await embeddings.embed(model, [cast(str, batch.contents[p]) for p in missing])
+    if len(missing) == len(given):
+        return embedded, model
     for row, p in enumerate(missing):
         given[p] = embedded[row]
     return cast(list[Sequence[float]], given), model
