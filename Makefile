@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench bench-scale clean
+.PHONY: run test lint bench bench-scale bench-embeddings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e .
 	touch $@
 
+# torch==2.13.0 first: that spec takes the CPU build on this machine's disk, so the
+# `embeddings` extra (sentence-transformers would pull a multi-GB CUDA torch) finds it installed.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test,dev]'
+	$(PIP) install 'torch==2.13.0'
+	$(PIP) install -e '.[test,dev,embeddings]'
 	touch $@ $(VENV)/.installed
 
 ## Start the service on 127.0.0.1:8000 (embedded PostgreSQL under ./.ciphervec/pg unless DATABASE_URL is set).
@@ -44,6 +47,10 @@ bench: $(VENV)/.installed-bench bench/.venv-ref/bin/python
 ## ciphervec alone at 1,000,000 x 128.
 bench-scale: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py --scale
+
+## Embedding throughput (batches of 256 texts), model alone and through the client.
+bench-embeddings: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py --embeddings
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

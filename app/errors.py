@@ -12,6 +12,7 @@ CiphervecError
 ├── IndexExists (409)           the name is taken in this tenant
 ├── PayloadTooLarge (413)       request body over the configured limit
 ├── ServiceUnavailable (503)    PostgreSQL (or a KMS) cannot be reached
+│   └── EmbeddingModelUnavailable   the index's embedding model cannot be loaded
 └── StoredDataCorrupt (500)     a stored ciphertext failed authentication
 
 The API layer maps each class to its status code in one place
@@ -76,6 +77,10 @@ class PayloadTooLarge(CiphervecError):
 
 class ServiceUnavailable(CiphervecError):
     status_code = 503
+
+
+class EmbeddingModelUnavailable(ServiceUnavailable):
+    pass
 
 
 class StoredDataCorrupt(CiphervecError):

@@ -7,6 +7,12 @@ search, writes bench/results/<name>.json and a PNG chart.
 
     python bench/run.py                      # both systems, 50,000 x 128
     python bench/run.py --scale              # ciphervec alone, 1,000,000 x 128
+    python bench/run.py --embeddings         # embedding throughput (needs the extra)
+
+--embeddings measures the default embedding model on batches of 256 short
+sentences: the model alone in this process, then contents-only upserts and
+query_contents through the official client against ciphervec (no reference:
+it cannot load a model offline). Writes bench/results/embeddings.json.
 """
 
 from __future__ import annotations
@@ -207,6 +213,60 @@ def chart(results: dict[str, dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def embedding_benchmark(batch: int, batches: int, queries: int) -> dict[str, Any]:
+    """Items embedded per second: the model alone, then end to end over HTTP."""
+    sys.path.insert(0, str(ROOT))
+    from app.embeddings import DEFAULT_MODEL, embed_texts  # noqa: PLC0415 - optional extra
+    from tests.support.corpus import TOPICS, generated_sentences  # noqa: PLC0415
+
+    texts = generated_sentences(batch * (batches + 1) + queries, seed=1)
+    model = DEFAULT_MODEL.name
+    started = time.perf_counter()
+    embed_texts(model, texts[:1])
+    load_s = time.perf_counter() - started
+    rates = []
+    for i in range(batches):
+        started = time.perf_counter()
+        embed_texts(model, texts[i * batch : (i + 1) * batch])
+        rates.append(batch / (time.perf_counter() - started))
+    result: dict[str, Any] = {
+        "model": model, "batch": batch, "batches": batches,
+        "model_load_s": round(load_s, 2),
+        "model_items_per_s_median": round(float(np.median(rates)), 1),
+        "model_items_per_s_min_max": [round(min(rates), 1), round(max(rates), 1)],
+    }
+    print(f"[model] {json.dumps(result)}", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="ciphervec-bench-emb-"))
+    os.chmod(workdir, 0o755)  # noqa: S103 - the embedded cluster runs as the postgres user
+    try:
+        with ciphervec_server(workdir) as (base, key, process, _):
+            client = Client(base, api_key=key)
+            index = client.create_index(f"bench-emb-{secrets.token_hex(4)}",
+                                        index_key=secrets.token_bytes(32), embedding_model=model)
+            started = time.perf_counter()
+            index.upsert([{"id": "warm", "contents": texts[0]}])  # loads the model in the server
+            result["server_first_upsert_s"] = round(time.perf_counter() - started, 2)
+            started = time.perf_counter()
+            for i in range(1, batches + 1):
+                chunk = texts[i * batch : (i + 1) * batch]
+                index.upsert([{"id": str(i * batch + j), "contents": t}
+                              for j, t in enumerate(chunk)])
+            elapsed = time.perf_counter() - started
+            result["upsert_items_per_s"] = round(batch * batches / elapsed, 1)
+            latencies = []
+            for topic_query in [q for _, q in TOPICS.values()] * (queries // len(TOPICS) + 1):
+                started = time.perf_counter()
+                index.query(query_contents=topic_query, top_k=10)
+                latencies.append((time.perf_counter() - started) * 1000)
+            result["query_contents_p50_ms"] = round(float(np.percentile(latencies, 50)), 2)
+            result["query_contents_p95_ms"] = round(float(np.percentile(latencies, 95)), 2)
+            result["peak_rss_mb"] = peak_rss_mb(process.pid)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50_000)
@@ -216,7 +276,17 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--systems", default="ciphervec,reference")
     parser.add_argument("--scale", action="store_true", help="1,000,000 x 128, ciphervec only")
+    parser.add_argument("--embeddings", action="store_true",
+                        help="embedding throughput, batches of 256 texts (needs the extra)")
     args = parser.parse_args()
+    if args.embeddings:
+        report = {"workload": {"batch": 256, "batches": 8, "queries": 50},
+                  "machine": {"cpus": os.cpu_count()},
+                  "results": embedding_benchmark(batch=256, batches=8, queries=50)}
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "embeddings.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return
     if args.scale:
         args.n, args.systems = 1_000_000, "ciphervec"
     vectors, queries = dataset(args.n, args.dim, args.queries)

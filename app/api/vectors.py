@@ -40,15 +40,11 @@ DEFAULT_TOP_K = 100
 
 @router.post("/upsert", response_model=UpsertResponse, response_model_exclude_none=True)
 async def upsert(body: UpsertRequest, ctx: Context, caller: Caller) -> UpsertResponse:
-    """Insert or overwrite items given as JSON."""
-    missing = [item.id for item in body.items if item.vector is None]
-    if missing:
-        raise InvalidInput(
-            f"Items without a vector need an index with an embedding model: {missing[:10]}"
-        )
+    """Insert or overwrite items given as JSON; items without a vector are embedded
+    from their contents by the index's embedding model."""
     batch = service.ItemBatch(
         ids=[item.id for item in body.items],
-        vectors=[item.vector or [] for item in body.items],
+        vectors=[item.vector for item in body.items],
         contents=[item.contents for item in body.items],
         metadata=[item.metadata for item in body.items],
     )
@@ -115,11 +111,12 @@ async def _run_query(
     ctx: Context,
     caller: Caller,
     body: QueryKnobs,
-    vectors: Sequence[Sequence[float]] | Matrix,
+    vectors: Sequence[Sequence[float]] | Matrix | None,
+    texts: Sequence[str] | None = None,
 ) -> list[list[dict[str, Any]]]:
     spec = search.QuerySpec(
         vectors=vectors, top_k=body.top_k or DEFAULT_TOP_K, n_probes=body.n_probes or None,
-        filters=body.filters,
+        filters=body.filters, texts=texts,
     )
     results = await search.query(ctx, caller.tenant, body.index_name, body.key_bytes(), spec)
     return [_hits_json(hits, body.include) for hits in results]
@@ -127,11 +124,16 @@ async def _run_query(
 
 @router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
 async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
-    """Nearest items to one query vector (flat results) or a batch (nested results)."""
+    """Nearest items to one query vector or text (flat results) or a batch (nested results)."""
+    contents = body.query_contents
+    if contents is not None:
+        if body.query_vectors is not None:
+            raise BadRequest("Provide either query_vectors or query_contents, not both.")
+        texts = [contents] if isinstance(contents, str) else contents
+        results = await _run_query(ctx, caller, body, None, texts)
+        return {"results": results[0] if isinstance(contents, str) else results}
     if body.query_vectors is None:
-        if body.query_contents is None:
-            raise BadRequest("Provide at least one: query_vectors or query_contents.")
-        raise InvalidInput("query_contents needs an index created with an embedding_model")
+        raise BadRequest("Provide at least one: query_vectors or query_contents.")
     rows = body.query_vectors
     single = not rows or not isinstance(rows[0], list)
     vectors = cast(list[list[float]], [rows] if single else rows)

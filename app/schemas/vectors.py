@@ -12,6 +12,7 @@ ItemId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Include = Literal["distance", "metadata", "contents", "vector"]
 TopK = Annotated[int, Field(ge=1, le=10_000)]
 Probes = Annotated[int, Field(ge=0)]
+QueryText = Annotated[str, StringConstraints(min_length=1)]
 
 
 class VectorItem(BaseModel):
@@ -67,10 +68,15 @@ class QueryKnobs(IndexOperationRequest):
 
 
 class QueryRequest(QueryKnobs):
-    """POST /v1/vectors/query: one vector, or a batch of vectors."""
+    """POST /v1/vectors/query: one vector or text, or a batch of vectors or texts.
+
+    `query_contents` needs an index with an embedding model; a list of texts
+    (an extension of the reference, whose batch query takes vectors only)
+    gives one result list per text, as a batch of vectors does.
+    """
 
     query_vectors: list[float] | list[list[float]] | None = None
-    query_contents: str | None = None
+    query_contents: QueryText | Annotated[list[QueryText], Field(min_length=1)] | None = None
 
 
 class BinaryQueryBatch(BaseModel):

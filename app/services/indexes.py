@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import embeddings
 from app.crypto.index_cipher import IndexCipher
 from app.errors import BadRequest, IndexExists, IndexNotFound, InvalidInput, WrongIndexKey
 from app.ivf.distance import Metric
@@ -77,28 +78,42 @@ async def create_index(ctx: ServiceContext, tenant: str, spec: IndexSpec) -> Non
         raise BadRequest(f"Unknown KMS registry entry: '{spec.kms_name}'. Known: []")
     if spec.index_key is None:
         raise BadRequest("exactly one of kms_name or index_key must be supplied")
-    if spec.embedding_model is not None:
-        raise InvalidInput(
-            "embedding_model needs the optional 'embeddings' extra, which this installation "
-            "does not have (pip install 'ciphervec[embeddings]')"
-        )
+    model_name, dimension = _embedding_config(spec.embedding_model, spec.dimension)
     async with ctx.db.transaction() as conn:
         index_id = await repo.allocate_index_id(conn)
         row = IndexRow(
             id=index_id,
             tenant=tenant,
             name=spec.name,
-            dimension=spec.dimension or 0,
+            dimension=dimension or 0,
             metric=spec.metric.value,
             key_provider=SDK_PROVIDER,
             wrapped_dek=new_wrapped_data_key(spec.index_key, index_id),
-            embedding_model=None,
+            embedding_model=model_name,
             metadata_schema=spec.metadata_schema,
             active_version=0,
             n_lists=1,
         )
         if not await repo.insert_index(conn, row):
             raise IndexExists(spec.name)
+
+
+def _embedding_config(name: str | None, dimension: int | None) -> tuple[str | None, int | None]:
+    """The model an index embeds text with (canonical name) and the dimension it fixes.
+
+    An empty name means no model, as in the reference. Unknown model: 400;
+    known but not installed here: 422; explicit dimension not the model's: 422.
+    """
+    if not name:
+        return None, dimension
+    model = embeddings.find_model(name)
+    embeddings.require_installed(model)
+    if dimension is not None and dimension != model.dimension:
+        raise InvalidInput(
+            f"dimension {dimension} does not match embedding model '{model.name}', "
+            f"which produces {model.dimension}"
+        )
+    return model.name, model.dimension
 
 
 async def describe_index(

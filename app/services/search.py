@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.errors import IndexNotFound, InvalidFilter
+from app import embeddings
+from app.errors import IndexNotFound, InvalidFilter, InvalidInput
 from app.filters import FilterError, compile_filter
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
+from app.services import texts as text_service
 from app.services.blockstore import MissingCentroids, open_blocks
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_row
@@ -46,12 +48,13 @@ Positions = np.ndarray[Any, np.dtype[np.intp]]
 
 @dataclass(frozen=True, slots=True)
 class QuerySpec:
-    """One query request: vectors (not yet checked) and its knobs."""
+    """One query request: vectors (not yet checked) or texts to embed, and its knobs."""
 
-    vectors: Sequence[Sequence[float]] | Matrix
+    vectors: Sequence[Sequence[float]] | Matrix | None
     top_k: int
     n_probes: int | None = None
     filters: Mapping[str, Any] | None = None
+    texts: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,7 @@ async def query(
     the module docstring for how a stale view is caught.
     """
     predicate = _compile(spec.filters)
+    query_rows = await _query_vectors(ctx, tenant, name, index_key, spec)
     key = (tenant, name)
     # Cached view, then a fresh one; under a stream of concurrent writes the
     # last try reads view and items in one REPEATABLE READ snapshot, where a
@@ -123,7 +127,7 @@ async def query(
                     ctx.views.clear()
                 ctx.views[key] = view
             try:
-                return await _search(conn, ctx, view, index_key, spec, predicate)
+                return await _search(conn, ctx, view, index_key, query_rows, spec, predicate)
             except MissingCentroids:
                 if snapshot:
                     raise
@@ -133,16 +137,34 @@ async def query(
     raise AssertionError("a view read in the same snapshot cannot be stale")
 
 
+async def _query_vectors(
+    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, spec: QuerySpec
+) -> Sequence[Sequence[float]] | Matrix:
+    """The query vectors as given, or the texts embedded with the index's model
+    (once, before the search: a retry on a fresh view does not embed again)."""
+    if spec.texts is None:
+        if spec.vectors is None:
+            raise InvalidInput("No query vectors given")
+        return spec.vectors
+    if not spec.texts or not all(text_service.has_text(t) for t in spec.texts):
+        raise InvalidInput("query_contents must be non-blank text")
+    model = await text_service.index_model(ctx, tenant, name, index_key)
+    if model is None:
+        raise InvalidInput("query_contents needs an index created with an embedding_model")
+    return await embeddings.embed(model, spec.texts)
+
+
 async def _search(
     conn: AsyncConnection,
     ctx: ServiceContext,
     view: SearchView,
     index_key: bytes | None,
+    query_rows: Sequence[Sequence[float]] | Matrix,
     spec: QuerySpec,
     predicate: Predicate | None,
 ) -> list[list[Hit]]:
     opened = open_row(ctx, view.row, index_key)
-    queries = vector_matrix(spec.vectors, opened.row.dimension)
+    queries = vector_matrix(query_rows, opened.row.dimension)
     metric = Metric(opened.row.metric)
     version = opened.row.active_version
     centroids = await ctx.centroids.load(conn, opened.cipher, version)

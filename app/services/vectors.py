@@ -6,11 +6,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app import embeddings
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import IndexNotFound, InvalidInput, StoredDataCorrupt
@@ -18,7 +19,7 @@ from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
-from app.services import maintenance
+from app.services import maintenance, texts
 from app.services.blockstore import seal_assigned
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index, open_row
@@ -32,10 +33,13 @@ from app.store.items import ItemRow
 
 @dataclass(frozen=True, slots=True)
 class ItemBatch:
-    """Items of one upsert, column-wise; `vectors` not yet checked against the index."""
+    """Items of one upsert, column-wise; `vectors` not yet checked against the index.
+
+    A None vector is embedded from the item's contents with the index's model.
+    """
 
     ids: Sequence[str]
-    vectors: Sequence[Sequence[float]] | Matrix
+    vectors: Sequence[Sequence[float] | None] | Matrix
     contents: Sequence[str | None]
     metadata: Sequence[dict[str, Any] | None]
 
@@ -101,7 +105,8 @@ async def upsert(
     the encryption of the next chunk (see app.services.overlap).
     """
     _check_ids(batch.ids, ctx.settings.max_batch_items)
-    vectors = vector_matrix(batch.vectors, 0)
+    rows, embedded_with = await _vectors_or_embeddings(ctx, tenant, name, index_key, batch)
+    vectors = vector_matrix(rows, 0)
     n = len(batch.ids)
     async with ctx.db.transaction() as conn:
         reservation, plaintexts = await alongside(
@@ -111,6 +116,11 @@ async def upsert(
         if reservation is None:
             raise IndexNotFound(name)
         opened = open_row(ctx, reservation.row, index_key)
+        if embedded_with is not None and opened.row.embedding_model != embedded_with:
+            # Only a delete and re-create under the same name can change the model.
+            raise InvalidInput(
+                f"Index '{name}' changed its embedding model while items were embedded; retry"
+            )
         if opened.row.dimension != vectors.shape[1]:
             raise InvalidInput(
                 f"Vector dimension mismatch: expected {opened.row.dimension}, "
@@ -157,6 +167,36 @@ async def _write(conn: AsyncConnection, opened: OpenIndex, chunk: _SealedChunk) 
     return await item_repo.write_batch(
         conn, opened.row.id, chunk.tokens, chunk.seqs, chunk.payloads, chunk.blocks
     )
+
+
+async def _vectors_or_embeddings(
+    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, batch: ItemBatch
+) -> tuple[Sequence[Sequence[float]] | Matrix, str | None]:
+    """The batch's vectors, those it lacks embedded from contents in one model call,
+    and the model that embedded them (None when every item brought its vector)."""
+    if isinstance(batch.vectors, np.ndarray):
+        return batch.vectors, None
+    given = list(batch.vectors)
+    missing = [p for p, vector in enumerate(given) if vector is None]
+    if not missing:
+        return cast(list[Sequence[float]], given), None
+    model = await texts.index_model(ctx, tenant, name, index_key)
+    if model is None:
+        ids = [batch.ids[p] for p in missing]
+        raise InvalidInput(
+            f"Items without a vector need an index with an embedding model: {ids[:10]}"
+        )
+    blank = [batch.ids[p] for p in missing if not texts.has_text(batch.contents[p])]
+    if blank:
+        raise InvalidInput(
+            f"Items need a vector or text contents to embed with '{model}': {blank[:10]}"
+        )
+    embedded = await embeddings.embed(model, [cast(str, batch.contents[p]) for p in missing])
+    if len(missing) == len(given):
+        return embedded, model
+    for row, p in enumerate(missing):
+        given[p] = embedded[row]
+    return cast(list[Sequence[float]], given), model
 
 
 async def get_items(

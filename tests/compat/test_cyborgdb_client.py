@@ -11,6 +11,7 @@ import pytest
 from cyborgdb import AuthenticationError, Client, NotFoundError
 
 from app.config import Settings
+from tests.support.corpus import TOPICS
 from tests.support.server import running_server
 
 
@@ -80,6 +81,21 @@ def test_full_lifecycle_with_dict_items_and_numpy(cyborg: Client) -> None:
 
     index.delete_index()
     assert name not in cyborg.list_indexes()
+
+
+def test_text_index_embeds_contents_and_answers_query_contents(cyborg: Client) -> None:
+    key = secrets.token_bytes(32)
+    name = _name()
+    index = cyborg.create_index(name, index_key=key, embedding_model="all-MiniLM-L6-v2")
+    assert cyborg.load_index(name, index_key=key).dimension == 384
+
+    index.upsert([{"id": topic, "contents": sentence, "metadata": {"topic": topic}}
+                  for topic, (sentence, _) in TOPICS.items()])
+
+    hits = index.query(query_contents=TOPICS["astronomy"][1], top_k=3,
+                       include=["distance", "metadata"])
+    assert hits[0]["id"] == "astronomy" and hits[0]["metadata"] == {"topic": "astronomy"}
+    assert hits[0]["distance"] < hits[1]["distance"]
 
 
 def test_wrong_key_raises_authentication_error(cyborg: Client) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+import sys
 from typing import Any
 
 import httpx
+import pytest
 
 
 async def test_create_then_describe_reports_the_configuration(
@@ -105,14 +107,18 @@ async def test_unknown_metric_is_unprocessable(
 
 
 async def test_embedding_model_without_the_extra_names_the_extra(
-    client: httpx.AsyncClient, index_name: str, index_key: str
+    client: httpx.AsyncClient, index_name: str, index_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    response = await client.post(
-        "/indexes/create",
-        json={"index_name": index_name, "index_key": index_key, "embedding_model": "m"},
-    )
+    # A None entry in sys.modules is how Python spells "not installed" to importers.
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    response = await client.post("/indexes/create", json={
+        "index_name": index_name, "index_key": index_key,
+        "embedding_model": "sentence-transformers/all-MiniLM-L6-v2",
+    })
     assert response.status_code == 422
-    assert "embeddings" in response.json()["detail"]
+    assert "'embeddings' extra" in response.json()["detail"]
+    assert (await client.post("/indexes/describe", json={
+        "index_name": index_name, "index_key": index_key})).status_code == 404
 
 
 async def test_wrong_index_key_is_unauthorized_for_describe_and_delete(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import numpy as np
@@ -16,6 +14,7 @@ from sqlalchemy import text
 from app.config import Settings
 from app.main import create_app
 from app.store.db import Database
+from tests.support.recall import create_index, recall_at_10, upsert_vectors
 
 
 def _clustered(n: int, dimension: int = 32, seed: int = 0) -> np.ndarray:
@@ -24,53 +23,11 @@ def _clustered(n: int, dimension: int = 32, seed: int = 0) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32)
 
 
-async def _upsert(
-    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray, start: int = 0
-) -> httpx.Response:
-    batch = {"ids": [f"v{i}" for i in range(start, start + len(vectors))],
-             "vectors_b64": base64.b64encode(vectors.astype("<f4").tobytes()).decode(),
-             "dimension": vectors.shape[1]}
-    response = await client.post("/vectors/upsert_binary", json={**body, "batch": batch})
-    assert response.status_code == 200, response.text
-    return response
-
-
-async def _create(client: httpx.AsyncClient, index_name: str, index_key: str,
-                  dimension: int = 32, metric: str = "euclidean") -> dict[str, Any]:
-    body = {"index_name": index_name, "index_key": index_key}
-    response = await client.post(
-        "/indexes/create", json={**body, "dimension": dimension, "metric": metric}
-    )
-    assert response.status_code == 200
-    return body
-
-
-def _exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    if metric == "cosine":
-        v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-        return np.argsort(-(q @ v.T), axis=1)[:, :k]
-    d = ((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(-1)
-    return np.argsort(d, axis=1)[:, :k]
-
-
-async def _recall(client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray,
-                  queries: np.ndarray, metric: str) -> float:
-    response = await client.post(
-        "/vectors/query", json={**body, "query_vectors": queries.tolist(), "top_k": 10}
-    )
-    assert response.status_code == 200, response.text
-    truth = _exact_top(vectors, queries, 10, metric)
-    found = [{int(r["id"][1:]) for r in results} for results in response.json()["results"]]
-    overlaps = [len(f & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]
-    return float(np.mean(overlaps))
-
-
 async def test_too_few_vectors_to_train_is_unprocessable(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
-    body = await _create(client, index_name, index_key)
-    await _upsert(client, body, _clustered(30))
+    body = await create_index(client, index_name, index_key)
+    await upsert_vectors(client, body, _clustered(30))
     response = await client.post("/indexes/train", json={**body, "n_lists": 16})
     assert response.status_code == 422
     assert "at least 32 vectors" in response.json()["detail"]
@@ -89,9 +46,9 @@ async def test_trained_index_keeps_recall_at_10_above_095_with_auto_probes(
     client: httpx.AsyncClient, index_name: str, index_key: str, metric: str
 ) -> None:
     vectors = _clustered(6000)
-    body = await _create(client, index_name, index_key, metric=metric)
+    body = await create_index(client, index_name, index_key, metric=metric)
     for start in range(0, len(vectors), 1000):
-        await _upsert(client, body, vectors[start : start + 1000], start)
+        await upsert_vectors(client, body, vectors[start : start + 1000], start)
     trained = await client.post("/indexes/train", json={
         **body, "n_lists": None, "batch_size": None, "max_iters": None, "tolerance": None,
         "max_memory": None,
@@ -101,18 +58,18 @@ async def test_trained_index_keeps_recall_at_10_above_095_with_auto_probes(
     info = (await client.post("/indexes/describe", json=body)).json()
     assert info["is_trained"] and info["n_lists"] > 1
     queries = _clustered(6000, seed=1)[:100]
-    assert await _recall(client, body, vectors, queries, metric) >= 0.95
+    assert await recall_at_10(client, body, vectors, queries, metric) >= 0.95
 
 
 async def test_upserts_and_deletes_after_training_are_searched(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
     vectors = _clustered(2000)
-    body = await _create(client, index_name, index_key)
-    await _upsert(client, body, vectors)
+    body = await create_index(client, index_name, index_key)
+    await upsert_vectors(client, body, vectors)
     await client.post("/indexes/train", json={**body, "n_lists": 20})
     extra = _clustered(50, seed=5) + 100
-    await _upsert(client, body, extra, start=5000)
+    await upsert_vectors(client, body, extra, start=5000)
     response = await client.post(
         "/vectors/query", json={**body, "query_vectors": extra[7].tolist(), "top_k": 1}
     )
@@ -128,8 +85,8 @@ async def test_upserts_and_deletes_after_training_are_searched(
 async def test_retraining_replaces_the_version_and_drops_old_blocks(
     client: httpx.AsyncClient, index_name: str, index_key: str, db: Database
 ) -> None:
-    body = await _create(client, index_name, index_key)
-    await _upsert(client, body, _clustered(1000))
+    body = await create_index(client, index_name, index_key)
+    await upsert_vectors(client, body, _clustered(1000))
     await client.post("/indexes/train", json={**body, "n_lists": 10})
     await client.post("/indexes/train", json={**body, "n_lists": 12})
     assert (await client.post("/indexes/describe", json=body)).json()["n_lists"] == 12
@@ -143,8 +100,8 @@ async def test_retraining_replaces_the_version_and_drops_old_blocks(
 async def test_max_memory_too_small_is_unprocessable(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
-    body = await _create(client, index_name, index_key)
-    await _upsert(client, body, _clustered(1000))
+    body = await create_index(client, index_name, index_key)
+    await upsert_vectors(client, body, _clustered(1000))
     response = await client.post(
         "/indexes/train", json={**body, "n_lists": 10, "max_memory": 1, "batch_size": 1_000_000}
     )
@@ -156,13 +113,13 @@ async def test_training_within_max_memory_streams_pages(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
     vectors = _clustered(3000)
-    body = await _create(client, index_name, index_key)
-    await _upsert(client, body, vectors)
+    body = await create_index(client, index_name, index_key)
+    await upsert_vectors(client, body, vectors)
     response = await client.post(
         "/indexes/train", json={**body, "n_lists": 16, "max_memory": 8, "batch_size": 256}
     )
     assert response.status_code == 200, response.text
-    assert await _recall(client, body, vectors, vectors[:50] + 0.01, "euclidean") >= 0.95
+    assert await recall_at_10(client, body, vectors, vectors[:50] + 0.01, "euclidean") >= 0.95
 
 
 async def test_training_status_reports_the_threshold(client: httpx.AsyncClient) -> None:
@@ -175,12 +132,12 @@ async def test_upserts_racing_a_training_run_are_never_lost(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
     vectors = _clustered(12_000)
-    body = await _create(client, index_name, index_key)
-    await _upsert(client, body, vectors[:6000])
+    body = await create_index(client, index_name, index_key)
+    await upsert_vectors(client, body, vectors[:6000])
 
     async def writer(start: int) -> None:
         for offset in range(start, start + 1500, 250):
-            await _upsert(client, body, vectors[offset : offset + 250], offset)
+            await upsert_vectors(client, body, vectors[offset : offset + 250], offset)
 
     train = asyncio.create_task(client.post("/indexes/train", json={**body, "n_lists": 40}))
     await asyncio.gather(*(writer(s) for s in range(6000, 12_000, 1500)))
@@ -208,10 +165,10 @@ async def eager_client(settings: Settings, api_key: str) -> AsyncIterator[httpx.
 async def test_upsert_past_the_threshold_triggers_background_training(
     eager_client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
-    body = await _create(eager_client, index_name, index_key)
-    first = await _upsert(eager_client, body, _clustered(400))
+    body = await create_index(eager_client, index_name, index_key)
+    first = await upsert_vectors(eager_client, body, _clustered(400))
     assert "training_triggered" not in first.json()
-    second = await _upsert(eager_client, body, _clustered(200, seed=3), start=400)
+    second = await upsert_vectors(eager_client, body, _clustered(200, seed=3), start=400)
     assert second.json()["training_triggered"] is True
     assert second.json()["training_message"] == "Index training has been triggered (vectors: 600)"
     for _ in range(200):
