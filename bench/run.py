@@ -280,12 +280,12 @@ def main() -> None:
                         help="embedding throughput, batches of 256 texts (needs the extra)")
     args = parser.parse_args()
     if args.embeddings:
-        report = {"workload": {"batch": 256, "batches": 8, "queries": 50},
+        embedding_report = {"workload": {"batch": 256, "batches": 8, "queries": 50},
                   "machine": {"cpus": os.cpu_count()},
                   "results": embedding_benchmark(batch=256, batches=8, queries=50)}
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "embeddings.json").write_text(json.dumps(report, indent=2) + "\n")
-        print(json.dumps(report, indent=2))
+        (RESULTS / "embeddings.json").write_text(json.dumps(embedding_report, indent=2) + "\n")
+        print(json.dumps(embedding_report, indent=2))
         return
     if args.scale:
         args.n, args.systems = 1_000_000, "ciphervec"

@@ -1,0 +1,84 @@
+"""The service as its own OS process (uvicorn on 127.0.0.1), for tests that kill it.
+
+The child gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a
+server never outlives the tests that started it, even if they crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from tests.support.server import free_port
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class ServiceProcess:
+    """A running service process and the base URL (with /v1) it answers on."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, in-flight requests die mid-way."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def start_service(database_url: str, **settings: str) -> ServiceProcess:
+    """Start a service process on a free loopback port and wait until it is healthy."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CIPHERVEC_DATABASE_URL": database_url,
+        **{f"CIPHERVEC_{name.upper()}": value for name, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env=env, preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"service exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return ServiceProcess(process, url)
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("service did not become healthy")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_service(database_url: str, **settings: str) -> Iterator[ServiceProcess]:
+    """A service process for the duration of a with-block; killed at the end if alive."""
+    service = start_service(database_url, **settings)
+    try:
+        yield service
+    finally:
+        if service.process.poll() is None:
+            service.process.terminate()
+            try:
+                service.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                service.kill()
