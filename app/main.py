@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from app.api import embeddings, health, indexes, vectors
-from app.api.errors import install_error_handlers
+from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.config import Settings
 from app.services.context import ServiceContext
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/v1/docs",
         redoc_url="/v1/redoc",
     )
-    v1 = APIRouter(prefix="/v1")
+    v1 = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
     v1.include_router(health.router)
     v1.include_router(indexes.router)
     v1.include_router(vectors.router)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import get_principal
-from app.schemas.common import ErrorResponse
 from app.schemas.embeddings import EmbeddingModelInfo, EmbeddingModelsResponse
 from app.services import texts
 
-router = APIRouter(tags=["embeddings"], responses={401: {"model": ErrorResponse}})
+router = APIRouter(tags=["embeddings"])
 
 
 @router.get(

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.errors import CiphervecError, ServiceUnavailable
+from app.schemas.common import ErrorResponse
 
 log = logging.getLogger("ciphervec.api")
+
+# Documented on every route, 422 included: FastAPI's default 422 schema allows
+# only pydantic's list, while checks past parsing answer 422 with a message.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+}
 
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:

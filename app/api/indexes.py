@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from app.api.deps import Caller, Context
 from app.ivf.distance import Metric
-from app.schemas.common import ErrorResponse, IndexOperationRequest, SuccessResponse
+from app.schemas.common import IndexOperationRequest, SuccessResponse
 from app.schemas.indexes import (
     CreateIndexRequest,
     IndexInfoResponse,
@@ -19,11 +19,7 @@ from app.schemas.indexes import (
 from app.services import indexes as service
 from app.services import training
 
-router = APIRouter(
-    prefix="/indexes",
-    tags=["indexes"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)},
-)
+router = APIRouter(prefix="/indexes", tags=["indexes"])
 
 
 @router.get("/list", response_model=IndexListResponse)

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from app.api.deps import Caller, Context
 from app.errors import BadRequest, InvalidInput
 from app.ivf.vectors import Matrix, matrix_from_base64
-from app.schemas.common import ErrorResponse, IndexOperationRequest, SuccessResponse
+from app.schemas.common import IndexOperationRequest, SuccessResponse
 from app.schemas.vectors import (
     BinaryQueryRequest,
     BinaryUpsertRequest,
@@ -29,11 +29,7 @@ from app.services import search
 from app.services import vectors as service
 from app.services.payload import ItemPayload
 
-router = APIRouter(
-    prefix="/vectors",
-    tags=["vectors"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)},
-)
+router = APIRouter(prefix="/vectors", tags=["vectors"])
 
 DEFAULT_TOP_K = 100
 

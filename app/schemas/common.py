@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints
 
@@ -35,6 +35,7 @@ class SuccessResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every non-validation error: `{"detail": "..."}`."""
+    """Every error: `{"detail": "..."}`; a request that does not parse gets pydantic's
+    list of problems as its detail instead of a message."""
 
-    detail: str
+    detail: str | list[dict[str, Any]]

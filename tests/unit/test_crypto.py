@@ -126,3 +126,29 @@ def test_cipher_repr_hides_secrets() -> None:
     text = repr(IndexCipher(dek, 3)) + repr(Aead(dek))
     assert dek.hex() not in text
     assert "secret" in text
+
+
+keys = st.binary(min_size=32, max_size=32)
+
+
+@given(keys, keys, st.binary(max_size=1024))
+def test_any_other_key_is_refused(key: bytes, other: bytes, plaintext: bytes) -> None:
+    blob = Aead(key).seal(plaintext, b"aad")
+    if other != key:
+        with pytest.raises(AuthenticationFailed):
+            Aead(other).open(blob, b"aad")
+
+
+@given(keys, st.integers(min_value=1, max_value=2**62))
+def test_any_wrapped_data_key_unwraps_to_itself(kek: bytes, index_id: int) -> None:
+    dek = generate_data_key()
+    assert unwrap_data_key(kek, wrap_data_key(kek, dek, index_id), index_id) == dek
+
+
+@given(keys, st.data())
+def test_any_flipped_byte_of_a_wrapped_data_key_is_refused(kek: bytes, data: st.DataObject) -> None:
+    wrapped = bytearray(wrap_data_key(kek, generate_data_key(), 1))
+    position = data.draw(st.integers(min_value=0, max_value=len(wrapped) - 1))
+    wrapped[position] ^= data.draw(st.integers(min_value=1, max_value=255))
+    with pytest.raises(KeyUnwrapFailed):
+        unwrap_data_key(kek, bytes(wrapped), 1)
