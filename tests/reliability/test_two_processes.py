@@ -1,0 +1,92 @@
+"""Two service processes on one database: each sees the other's writes at once
+(cached views are checked against row versions) and training is single-flight."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from app.store.db import Database
+from tests.support.process import ServiceProcess, running_service
+
+DIMENSION = 8
+
+VERSION_AND_ENTRIES = text(
+    "SELECT i.active_version, b.version, sum(b.n_vectors)::bigint "
+    "FROM indexes i JOIN vector_blocks b ON b.index_id = i.id "
+    "WHERE i.name = :name GROUP BY i.active_version, b.version"
+)
+
+
+@pytest.fixture(scope="module")
+def two_services(database_url: str) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
+    """Two independent service processes, auto-training off so tests train explicitly."""
+    with running_service(database_url, auto_train="false") as first, running_service(
+        database_url, auto_train="false"
+    ) as second:
+        yield first, second
+
+
+def _client(service: ServiceProcess, api_key: str) -> httpx.Client:
+    return httpx.Client(base_url=service.url, headers={"X-API-Key": api_key}, timeout=120)
+
+
+def _index() -> dict[str, str]:
+    return {"index_name": f"pair-{secrets.token_hex(4)}", "index_key": secrets.token_hex(32)}
+
+
+def _top_ids(http: httpx.Client, index: dict[str, str], vector: list[float]) -> list[str]:
+    response = http.post("/vectors/query", json={**index, "query_vectors": vector, "top_k": 3})
+    assert response.status_code == 200, response.text
+    return [hit["id"] for hit in response.json()["results"]]
+
+
+def test_writes_and_deletes_in_one_process_are_seen_at_once_by_the_other(
+    two_services: tuple[ServiceProcess, ServiceProcess], api_key: str
+) -> None:
+    index = _index()
+    with _client(two_services[0], api_key) as first, _client(two_services[1], api_key) as second:
+        assert first.post("/indexes/create", json={**index, "dimension": DIMENSION}).is_success
+        far, near = [0.0] * DIMENSION, [5.0] * DIMENSION
+        first.post("/vectors/upsert", json={**index, "items": [{"id": "far", "vector": far}]})
+        assert _top_ids(second, index, near) == ["far"]  # second caches its view now
+
+        first.post("/vectors/upsert", json={**index, "items": [{"id": "near", "vector": near}]})
+        assert _top_ids(second, index, near) == ["near", "far"]
+
+        second.post("/vectors/delete", json={**index, "ids": ["near"]})
+        assert _top_ids(first, index, near) == ["far"]
+        assert first.post("/vectors/get", json={**index, "ids": ["near"]}).json()["results"] == []
+
+
+async def test_training_runs_requested_through_both_processes_at_once_run_one_after_the_other(
+    two_services: tuple[ServiceProcess, ServiceProcess], api_key: str, db: Database
+) -> None:
+    index = _index()
+    vectors = np.random.default_rng(2).normal(size=(6_000, DIMENSION))
+    with _client(two_services[0], api_key) as first, _client(two_services[1], api_key) as second:
+        assert first.post("/indexes/create", json={**index, "dimension": DIMENSION}).is_success
+        items = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(vectors)]
+        assert first.post("/vectors/upsert", json={**index, "items": items}).is_success
+
+        def train(http: httpx.Client) -> int:
+            return http.post("/indexes/train", json={
+                **index, "n_lists": 32, "max_iters": 30, "tolerance": 0,
+            }).status_code
+
+        with ThreadPoolExecutor(2) as pool:
+            statuses = list(pool.map(train, [first, second]))
+        assert statuses == [200, 200]
+        assert _top_ids(second, index, vectors[17].tolist())[0] == "17"
+
+    async with db.transaction() as conn:
+        rows = (await conn.execute(VERSION_AND_ENTRIES, {"name": index["index_name"]})).all()
+    # Run one built version 1, run two version 2 (had they overlapped, both would
+    # have built version 1); only the active version's blocks remain, each entry once.
+    assert [(int(a), int(v), int(n)) for a, v, n in rows] == [(2, 2, len(vectors))]
