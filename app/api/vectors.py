@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from app.api.deps import Caller, Context
 from app.errors import BadRequest, InvalidInput
@@ -118,8 +119,15 @@ async def _run_query(
     return [_hits_json(hits, body.include) for hits in results]
 
 
+def _results_response(results: list[Any]) -> JSONResponse:
+    # Hits are built from validated data as plain JSON values already; answering
+    # with a ready response skips re-validating them against QueryResponse,
+    # which stays the documented schema.
+    return JSONResponse({"results": results})
+
+
 @router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
-async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
+async def query(body: QueryRequest, ctx: Context, caller: Caller) -> JSONResponse:
     """Nearest items to one query vector or text (flat results) or a batch (nested results)."""
     contents = body.query_contents
     if contents is not None:
@@ -127,22 +135,24 @@ async def query(body: QueryRequest, ctx: Context, caller: Caller) -> dict[str, A
             raise BadRequest("Provide either query_vectors or query_contents, not both.")
         texts = [contents] if isinstance(contents, str) else contents
         results = await _run_query(ctx, caller, body, None, texts)
-        return {"results": results[0] if isinstance(contents, str) else results}
+        return _results_response(results[0] if isinstance(contents, str) else results)
     if body.query_vectors is None:
         raise BadRequest("Provide at least one: query_vectors or query_contents.")
     rows = body.query_vectors
     single = not rows or not isinstance(rows[0], list)
     vectors = cast(list[list[float]], [rows] if single else rows)
     results = await _run_query(ctx, caller, body, vectors)
-    return {"results": results[0] if single else results}
+    return _results_response(results[0] if single else results)
 
 
 @router.post("/query_binary", response_model=QueryResponse, response_model_exclude_none=True)
-async def query_binary(body: BinaryQueryRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
+async def query_binary(
+    body: BinaryQueryRequest, ctx: Context, caller: Caller
+) -> JSONResponse:
     """Nearest items to base64 float32 query rows; one row gives flat results."""
     vectors = matrix_from_base64(body.batch.vectors_b64, body.batch.dimension)
     results = await _run_query(ctx, caller, body, vectors)
-    return {"results": results[0] if len(results) == 1 else results}
+    return _results_response(results[0] if len(results) == 1 else results)
 
 
 @router.post("/get", response_model=GetResponse, response_model_exclude_none=True)
