@@ -27,12 +27,13 @@ from app.schemas.vectors import (
 )
 from app.services import search
 from app.services import vectors as service
+from app.services.auth import Permission
 from app.services.payload import ItemPayload
 
 router = APIRouter(
     prefix="/vectors",
     tags=["vectors"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 502, 503)},
 )
 
 DEFAULT_TOP_K = 100
@@ -41,6 +42,7 @@ DEFAULT_TOP_K = 100
 @router.post("/upsert", response_model=UpsertResponse, response_model_exclude_none=True)
 async def upsert(body: UpsertRequest, ctx: Context, caller: Caller) -> UpsertResponse:
     """Insert or overwrite items given as JSON."""
+    caller.authorize(body.index_name, Permission.WRITE)
     missing = [item.id for item in body.items if item.vector is None]
     if missing:
         raise InvalidInput(
@@ -61,6 +63,7 @@ async def upsert_binary(
     body: BinaryUpsertRequest, ctx: Context, caller: Caller
 ) -> UpsertResponse:
     """Insert or overwrite items whose vectors come as base64 float32."""
+    caller.authorize(body.index_name, Permission.WRITE)
     rows = body.batch
     vectors = matrix_from_base64(rows.vectors_b64, rows.dimension)
     n = len(rows.ids)
@@ -117,6 +120,7 @@ async def _run_query(
     body: QueryKnobs,
     vectors: Sequence[Sequence[float]] | Matrix,
 ) -> list[list[dict[str, Any]]]:
+    caller.authorize(body.index_name, Permission.READ)
     spec = search.QuerySpec(
         vectors=vectors, top_k=body.top_k or DEFAULT_TOP_K, n_probes=body.n_probes or None,
         filters=body.filters,
@@ -150,6 +154,7 @@ async def query_binary(body: BinaryQueryRequest, ctx: Context, caller: Caller) -
 @router.post("/get", response_model=GetResponse, response_model_exclude_none=True)
 async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
     """Stored items by id, in request order; unknown ids are left out."""
+    caller.authorize(body.index_name, Permission.READ)
     found = await service.get_items(
         ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
     )
@@ -159,6 +164,7 @@ async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
 @router.post("/delete", response_model=SuccessResponse)
 async def delete(body: DeleteRequest, ctx: Context, caller: Caller) -> SuccessResponse:
     """Delete items by id."""
+    caller.authorize(body.index_name, Permission.WRITE)
     count = await service.delete_items(
         ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
     )
@@ -168,6 +174,7 @@ async def delete(body: DeleteRequest, ctx: Context, caller: Caller) -> SuccessRe
 @router.post("/list_ids", response_model=ListIdsResponse)
 async def list_ids(body: IndexOperationRequest, ctx: Context, caller: Caller) -> ListIdsResponse:
     """Every item id in the index."""
+    caller.authorize(body.index_name, Permission.READ)
     ids = await service.list_ids(ctx, caller.tenant, body.index_name, body.key_bytes())
     return ListIdsResponse(ids=ids, count=len(ids))
 
@@ -177,5 +184,6 @@ async def num_vectors(
     body: IndexOperationRequest, ctx: Context, caller: Caller
 ) -> NumVectorsResponse:
     """Number of items in the index."""
+    caller.authorize(body.index_name, Permission.READ)
     count = await service.count_items(ctx, caller.tenant, body.index_name, body.key_bytes())
     return NumVectorsResponse(result=count)

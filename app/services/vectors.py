@@ -87,7 +87,7 @@ async def upsert(
         )
         if reservation is None:
             raise IndexNotFound(name)
-        opened = open_row(ctx, reservation.row, index_key)
+        opened = await open_row(ctx, reservation.row, index_key)
         if opened.row.dimension != vectors.shape[1]:
             raise InvalidInput(
                 f"Vector dimension mismatch: expected {opened.row.dimension}, "
