@@ -50,6 +50,7 @@ class Principal:
 
     tenant: str
     key_name: str
+    key_prefix: str = ""
     index_name: str | None = None
     permissions: frozenset[Permission] | None = None
 
@@ -109,6 +110,12 @@ class ApiKeyCache:
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[key_hash] = (time.monotonic() + self._ttl_s, principal)
+
+    def forget(self, prefix: str) -> None:
+        """Stop trusting a key in this process at once (other processes: within the TTL)."""
+        with self._lock:
+            for key_hash in [h for h, (_, p) in self._entries.items() if p.key_prefix == prefix]:
+                del self._entries[key_hash]
 
 
 def _hash(key: str) -> bytes:
@@ -189,6 +196,7 @@ async def authenticate(db: Database, cache: ApiKeyCache, key: str | None) -> Pri
     principal = Principal(
         tenant=row.tenant,
         key_name=row.name,
+        key_prefix=row.prefix,
         index_name=row.index_name,
         permissions=(
             None if row.index_id is None

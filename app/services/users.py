@@ -105,3 +105,4 @@ async def delete_user(
     async with ctx.db.transaction() as conn:
         if not await key_repo.revoke_index_user(conn, row.id, user_id.lower()):
             raise UserNotFound(f"User '{user_id}' not found for index '{index_name}'")
+    ctx.api_keys.forget(user_id.lower())
