@@ -111,6 +111,13 @@ class ApiKeyCache:
                 self._entries.clear()
             self._entries[key_hash] = (time.monotonic() + self._ttl_s, principal)
 
+    def forget_index(self, tenant: str, index_name: str) -> None:
+        """Stop trusting the user keys of a deleted index in this process."""
+        with self._lock:
+            for key_hash in [h for h, (_, p) in self._entries.items()
+                             if (p.tenant, p.index_name) == (tenant, index_name)]:
+                del self._entries[key_hash]
+
     def forget(self, prefix: str) -> None:
         """Stop trusting a key in this process at once (other processes: within the TTL)."""
         with self._lock:

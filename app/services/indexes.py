@@ -212,3 +212,6 @@ async def delete_index(
             raise IndexNotFound(name)
     ctx.keys.ciphers.forget(opened.row.id)
     ctx.blocks.forget_index(opened.row.id)
+    # Its user keys went with it (ON DELETE CASCADE); other processes notice
+    # within the API key cache TTL.
+    ctx.api_keys.forget_index(tenant, name)
