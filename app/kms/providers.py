@@ -28,6 +28,10 @@ from app.crypto.aead import KEY_BYTES
 from app.crypto.envelope import KeyUnwrapFailed, unwrap_data_key, wrap_data_key
 
 
+class KmsConfigError(Exception):
+    """The KMS configuration is unreadable or invalid; the service does not start."""
+
+
 class ProviderUnavailable(Exception):
     """The KMS could not be reached (network, timeout, throttling, not configured)."""
 
@@ -174,36 +178,31 @@ class AwsProvider:
     def __init__(self, name: str, entry: AwsEntry) -> None:
         self.name = name
         self.key_id = entry.key_id
-        self._entry = entry
-        self._client: Any = None
-
-    def _kms(self) -> Any:
-        if self._client is None:
-            try:
-                import boto3
-                from botocore.config import Config
-            except ImportError as exc:
-                raise ProviderUnavailable(
-                    "the aws KMS provider needs boto3 (pip install 'ciphervec[kms-aws]')"
-                ) from exc
-            entry = self._entry
-            # One attempt with short timeouts: the client gets a 503 with
-            # Retry-After promptly instead of a request hanging on retries.
-            self._client = boto3.client(
-                "kms",
-                region_name=entry.region,
-                endpoint_url=entry.endpoint_url,
-                config=Config(
-                    connect_timeout=entry.connect_timeout_s,
-                    read_timeout=entry.read_timeout_s,
-                    retries={"max_attempts": 1, "mode": "standard"},
-                ),
-            )
-        return self._client
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError as exc:
+            raise KmsConfigError(
+                f"KMS entry '{name}' needs boto3: pip install 'ciphervec[kms-aws]'"
+            ) from exc
+        # Built once, here: creating clients from several threads at once is not
+        # safe in boto3, while one client is safe to share between threads.
+        # One attempt with short timeouts: the client gets a 503 with
+        # Retry-After promptly instead of a request hanging on retries.
+        self._client: Any = boto3.session.Session().client(
+            "kms",
+            region_name=entry.region,
+            endpoint_url=entry.endpoint_url,
+            config=Config(
+                connect_timeout=entry.connect_timeout_s,
+                read_timeout=entry.read_timeout_s,
+                retries={"max_attempts": 1, "mode": "standard"},
+            ),
+        )
 
     def wrap(self, dek: bytes, context: KeyContext) -> bytes:
         def call() -> bytes:
-            response = self._kms().encrypt(
+            response = self._client.encrypt(
                 KeyId=self.key_id, Plaintext=dek,
                 EncryptionContext=context.encryption_context(),
             )
@@ -213,7 +212,7 @@ class AwsProvider:
 
     def unwrap(self, wrapped: bytes, context: KeyContext) -> bytes:
         def call() -> bytes:
-            response = self._kms().decrypt(
+            response = self._client.decrypt(
                 KeyId=self.key_id, CiphertextBlob=wrapped,
                 EncryptionContext=context.encryption_context(),
             )

@@ -28,16 +28,13 @@ from pydantic import ValidationError
 from app.errors import BadRequest, KmsRefused, KmsUnavailable
 from app.kms.providers import (
     KeyContext,
+    KmsConfigError,
     KmsConfigFile,
     Provider,
     ProviderRefused,
     ProviderUnavailable,
     build_provider,
 )
-
-
-class KmsConfigError(Exception):
-    """The KMS configuration file is unreadable or invalid; the service does not start."""
 
 
 @dataclass(frozen=True, slots=True)

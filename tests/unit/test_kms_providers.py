@@ -9,8 +9,8 @@ import pytest
 
 from app.crypto.envelope import generate_data_key
 from app.errors import BadRequest, KmsRefused, KmsUnavailable
-from app.kms.providers import KeyContext, ProviderUnavailable
-from app.kms.registry import KmsConfigError, KmsRegistry, load_config
+from app.kms.providers import KeyContext, KmsConfigError, ProviderUnavailable
+from app.kms.registry import KmsRegistry, load_config
 
 CONTEXT = KeyContext(index_id=7, tenant="t", index_name="docs")
 
