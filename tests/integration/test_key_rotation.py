@@ -20,6 +20,7 @@ from app.main import create_app
 from app.store.db import Database
 from app.store.tables import indexes, items
 from tests.integration.test_kms_indexes import ITEMS
+from tests.support.kms import MotoKms
 
 ALL = ["a", "b"]
 
@@ -175,3 +176,20 @@ async def test_cli_rotate_index(
     assert result.exit_code == 0, result.output
     assert "provider=local, key_version=2" in result.output
     assert (await _read(client, index)).status_code == 200
+
+
+async def test_rotation_whose_wrap_fails_changes_nothing(
+    client: httpx.AsyncClient, db: Database, moto_kms: MotoKms, index_key: str
+) -> None:
+    index = await _create(client, index_key=index_key)
+    moto_kms.stop()
+    try:
+        response = await _rotate(client, **index, index_key=index_key, new_kms_name="aws-b")
+        assert response.status_code == 503
+    finally:
+        moto_kms.start()
+    async with db.transaction() as conn:
+        stored = (await conn.execute(select(indexes.c.key_provider, indexes.c.key_version)
+                                     .where(indexes.c.name == index["index_name"]))).one()
+    assert tuple(stored) == ("sdk", 1)
+    assert (await _read(client, {**index, "index_key": index_key})).status_code == 200
