@@ -18,6 +18,7 @@ CloudTrail, so the KMS admin sees which index a Decrypt served).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -231,7 +232,7 @@ _TRANSIENT_CODES = frozenset({
 })
 
 
-def _aws_call(call: Any) -> bytes:
+def _aws_call(call: Callable[[], bytes]) -> bytes:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     try:
