@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Path, Response
 
 from app.api.deps import Caller, Context
 from app.errors import BadRequest
-from app.schemas.common import ErrorResponse
+from app.schemas.common import ErrorResponse, IndexName
 from app.schemas.indexes import (
     CreateUserRequest,
     CreateUserResponse,
@@ -25,6 +25,9 @@ router = APIRouter(
 )
 
 _KEY_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+
+# Validated like index names in bodies: PostgreSQL text cannot hold a NUL.
+IndexNamePath = Annotated[IndexName, Path(description="Name of the index.")]
 
 IndexKeyHeader = Annotated[
     str | None,
@@ -42,7 +45,7 @@ def _header_key(value: str | None) -> bytes | None:
 
 @router.post("", response_model=CreateUserResponse)
 async def create_user(
-    index_name: str, body: CreateUserRequest, ctx: Context, caller: Caller
+    index_name: IndexNamePath, body: CreateUserRequest, ctx: Context, caller: Caller
 ) -> CreateUserResponse:
     """Mint an API key limited to this index and the given permissions."""
     key = bytes.fromhex(body.index_key) if body.index_key else None
@@ -52,7 +55,7 @@ async def create_user(
 
 @router.get("", response_model=UserListResponse)
 async def list_users(
-    index_name: str, ctx: Context, caller: Caller, x_index_key: IndexKeyHeader = None
+    index_name: IndexNamePath, ctx: Context, caller: Caller, x_index_key: IndexKeyHeader = None
 ) -> UserListResponse:
     """The index's users and their permissions."""
     found = await service.list_users(ctx, caller, index_name, _header_key(x_index_key))
@@ -63,7 +66,7 @@ async def list_users(
 
 @router.delete("/{user_id}", status_code=204, response_class=Response)
 async def delete_user(
-    index_name: str, user_id: str, ctx: Context, caller: Caller,
+    index_name: IndexNamePath, user_id: str, ctx: Context, caller: Caller,
     x_index_key: IndexKeyHeader = None,
 ) -> Response:
     """Revoke a user's key."""

@@ -219,3 +219,8 @@ async def test_user_revocation_reaches_another_process_within_the_key_ttl(
     response = await second_process.post("/vectors/get", json={**index, "ids": ["a"]},
                                          headers=key)
     assert response.status_code == 401
+
+
+async def test_index_name_with_a_control_character_is_a_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/indexes/a%00b/users")
+    assert response.status_code == 422
