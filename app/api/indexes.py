@@ -25,7 +25,7 @@ from app.services.auth import Permission
 router = APIRouter(
     prefix="/indexes",
     tags=["indexes"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 502, 503)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 503)},
 )
 
 

@@ -33,7 +33,7 @@ from app.services.payload import ItemPayload
 router = APIRouter(
     prefix="/vectors",
     tags=["vectors"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 502, 503)},
+    responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 503)},
 )
 
 DEFAULT_TOP_K = 100
