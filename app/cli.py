@@ -1,4 +1,4 @@
-"""The `ciphervec` command: serve, migrate and manage API keys."""
+"""The `ciphervec` command: serve, migrate, manage API keys and rotate index keys."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ import uvicorn
 
 from app import migrate as migrations
 from app.config import Settings
+from app.errors import CiphervecError
 from app.localpg import LocalPostgres
-from app.services import auth
+from app.services import auth, indexes
+from app.services.context import ServiceContext
 from app.store.db import Database
 
 cli = typer.Typer(help="ciphervec: an encrypted vector database over PostgreSQL.",
                   no_args_is_help=True)
-keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create, list and revoke API keys; rotate index keys.",
+                       no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 
 T = TypeVar("T")
@@ -121,6 +124,53 @@ def keys_revoke(
         typer.echo(f"No active key with prefix {prefix}", err=True)
         raise typer.Exit(code=1)
     typer.echo(f"Revoked {prefix}")
+
+
+def _hex_key(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise typer.BadParameter("an index key is 64 hex characters (32 bytes)")
+    return key
+
+
+@keys_cli.command("rotate-index")
+def keys_rotate_index(
+    index: Annotated[str, typer.Option(help="Name of the index.")],
+    tenant: Annotated[str, typer.Option(help="Tenant owning the index.")],
+    index_key: Annotated[
+        str | None, typer.Option(help="Current index_key (hex), for indexes opened by one.")
+    ] = None,
+    new_index_key: Annotated[
+        str | None, typer.Option(help="New index_key (hex) to wrap the data key under.")
+    ] = None,
+    new_kms: Annotated[
+        str | None, typer.Option(help="KMS registry entry to wrap the data key under.")
+    ] = None,
+) -> None:
+    """Re-wrap an index's data key under a new index_key or KMS key (items untouched)."""
+    current, new = _hex_key(index_key), _hex_key(new_index_key)
+    settings = Settings()
+    settings = settings.model_copy(update={"database_url": _database_url(settings)})
+
+    async def run() -> indexes.Rotation:
+        ctx = ServiceContext.build(settings)
+        try:
+            return await indexes.rotate_key(ctx, tenant, index, current, new, new_kms)
+        finally:
+            await ctx.close()
+
+    try:
+        rotation = asyncio.run(run())
+    except CiphervecError as exc:
+        typer.echo(exc.detail, err=True)
+        raise typer.Exit(code=1) from exc
+    typer.echo(f"Rotated the key of index '{index}' (tenant {tenant}): "
+               f"provider={rotation.provider}, key_version={rotation.key_version}")
 
 
 def main() -> None:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     api_key_cache_ttl_s: float = Field(
         default=5.0, ge=0, description="How long a verified API key is trusted without a lookup."
     )
+    kms_config: Path | None = Field(
+        default=None,
+        description="YAML file whose kms.registry names the KMS keys indexes can use "
+        "(see app/kms/registry.py). Unset: only client-supplied index keys.",
+    )
     block_max_vectors: int = Field(
         default=1024, ge=16, description="Vectors per encrypted block before a new one starts."
     )

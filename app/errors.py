@@ -2,17 +2,22 @@
 
 CiphervecError
 ├── BadRequest (400)            the request contradicts itself or the API
-│   └── InvalidFilter           unknown operator or malformed metadata filter
+│   ├── InvalidFilter           unknown operator or malformed metadata filter
+│   └── KeySentToKmsIndex       an index_key sent to a KMS-backed index
 ├── InvalidInput (422)          well-formed but unacceptable data: dimension
 │                               mismatch, non-finite vector, duplicate ids
 ├── Unauthenticated (401)       missing, unknown or revoked API key
 ├── WrongIndexKey (401)         index_key missing or does not open the index
 ├── Forbidden (403)             the caller may not do this
 ├── IndexNotFound (404)         no such index for this tenant
+├── UserNotFound (404)          no such user of this index
 ├── IndexExists (409)           the name is taken in this tenant
+├── Conflict (409)              a concurrent change won (e.g. two key rotations)
 ├── PayloadTooLarge (413)       request body over the configured limit
-├── ServiceUnavailable (503)    PostgreSQL (or a KMS) cannot be reached
-│   └── EmbeddingModelUnavailable   the index's embedding model cannot be loaded
+├── ServiceUnavailable (503)    PostgreSQL cannot be reached
+│   ├── EmbeddingModelUnavailable   the index's embedding model cannot be loaded
+│   └── KmsUnavailable          the KMS cannot be reached (or is not configured here)
+├── KmsRefused (502)            the KMS answered but refused (key disabled, access denied)
 └── StoredDataCorrupt (500)     a stored ciphertext failed authentication
 
 The API layer maps each class to its status code in one place
@@ -41,6 +46,10 @@ class InvalidFilter(BadRequest):
     pass
 
 
+class KeySentToKmsIndex(BadRequest):
+    pass
+
+
 class InvalidInput(CiphervecError):
     status_code = 422
 
@@ -64,11 +73,19 @@ class IndexNotFound(CiphervecError):
         super().__init__(f"Index '{name}' not found")
 
 
+class UserNotFound(CiphervecError):
+    status_code = 404
+
+
 class IndexExists(CiphervecError):
     status_code = 409
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Index '{name}' already exists")
+
+
+class Conflict(CiphervecError):
+    status_code = 409
 
 
 class PayloadTooLarge(CiphervecError):
@@ -81,6 +98,14 @@ class ServiceUnavailable(CiphervecError):
 
 class EmbeddingModelUnavailable(ServiceUnavailable):
     pass
+
+
+class KmsUnavailable(ServiceUnavailable):
+    pass
+
+
+class KmsRefused(CiphervecError):
+    status_code = 502
 
 
 class StoredDataCorrupt(CiphervecError):

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from app.api import embeddings, health, indexes, vectors
+from app.api import embeddings, health, indexes, users, vectors
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.config import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(indexes.router)
     v1.include_router(vectors.router)
     v1.include_router(embeddings.router)
+    v1.include_router(users.router)
     app.include_router(v1)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -3,6 +3,7 @@ and the app driven over HTTP (in-process ASGI for integration tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import tempfile
@@ -20,6 +21,7 @@ from app.localpg import LocalPostgres
 from app.main import create_app
 from app.services import auth
 from app.store.db import Database
+from tests.support.kms import REGION, MotoKms
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +47,52 @@ def database_url(pg_cluster: LocalPostgres) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
-    """Settings pointing at the test database, with a small request limit to test 413
-    and background compaction checked once per index (tests compact explicitly)."""
+def moto_kms() -> Iterator[MotoKms]:
+    """moto's KMS server on loopback for the whole session."""
+    server = MotoKms()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+LOCAL_B_ENV = "CIPHERVEC_TEST_MASTER_KEY_B"
+
+
+@pytest.fixture(scope="session")
+def kms_config(moto_kms: MotoKms) -> Iterator[Path]:
+    """A KMS registry: two local master keys (file, env var) and two AWS keys on moto."""
+    root = Path(tempfile.mkdtemp(prefix="ciphervec-kms-"))
+    master_a = root / "master-a.key"
+    master_a.write_bytes(secrets.token_bytes(32))
+    os.environ[LOCAL_B_ENV] = secrets.token_hex(32)
+    aws = {"provider": "aws", "region": REGION, "endpoint_url": moto_kms.url}
+    registry = {
+        "local-a": {"provider": "local", "key_id": "master-a", "key_file": str(master_a)},
+        "local-b": {"provider": "local", "key_id": "master-b", "key_env": LOCAL_B_ENV},
+        "aws-a": {**aws, "key_id": moto_kms.create_key()},
+        "aws-b": {**aws, "key_id": moto_kms.create_key()},
+    }
+    path = root / "kms.yaml"
+    path.write_text(json.dumps({"kms": {"registry": registry}}))  # JSON is YAML
+    try:
+        yield path
+    finally:
+        os.environ.pop(LOCAL_B_ENV, None)
+        master_a.unlink()
+        path.unlink()
+        root.rmdir()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, kms_config: Path) -> Settings:
+    """Settings pointing at the test database and KMS registry, with a small request
+    limit to test 413 and background compaction checked once per index (tests compact
+    explicitly)."""
     return Settings(
         database_url=database_url,
+        kms_config=kms_config,
         max_request_bytes=8 * 1024 * 1024,
         compaction_check_interval_s=3600,
     )

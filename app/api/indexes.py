@@ -1,4 +1,4 @@
-"""Routes of /v1/indexes: create, list, describe, delete."""
+"""Routes of /v1/indexes: create, list, describe, delete, train, rotate_key."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ from app.schemas.indexes import (
     CreateIndexRequest,
     IndexInfoResponse,
     IndexListResponse,
+    RotateKeyRequest,
+    RotateKeyResponse,
     TrainingStatusResponse,
     TrainRequest,
 )
 from app.services import indexes as service
 from app.services import training
+from app.services.auth import Permission
 
 router = APIRouter(prefix="/indexes", tags=["indexes"])
 
@@ -25,6 +28,7 @@ router = APIRouter(prefix="/indexes", tags=["indexes"])
 @router.get("/list", response_model=IndexListResponse)
 async def list_indexes(ctx: Context, caller: Caller) -> IndexListResponse:
     """Names of the caller's indexes."""
+    caller.require_tenant_key()
     return IndexListResponse(indexes=await service.list_indexes(ctx, caller.tenant))
 
 
@@ -32,7 +36,8 @@ async def list_indexes(ctx: Context, caller: Caller) -> IndexListResponse:
 async def create_index(
     body: CreateIndexRequest, ctx: Context, caller: Caller
 ) -> SuccessResponse:
-    """Create an index whose data key is wrapped under `index_key`."""
+    """Create an index whose data key is wrapped under `index_key` or a KMS key."""
+    caller.require_tenant_key()
     spec = service.IndexSpec(
         name=body.index_name,
         index_key=bytes.fromhex(body.index_key) if body.index_key else None,
@@ -55,6 +60,7 @@ async def describe_index(
     body: IndexOperationRequest, ctx: Context, caller: Caller
 ) -> IndexInfoResponse:
     """Configuration and training state of an index."""
+    caller.authorize(body.index_name, None)
     info = await service.describe_index(ctx, caller.tenant, body.index_name, body.key_bytes())
     return IndexInfoResponse(
         index_name=info.name,
@@ -71,6 +77,7 @@ async def delete_index(
     body: IndexOperationRequest, ctx: Context, caller: Caller
 ) -> SuccessResponse:
     """Delete an index and all its items."""
+    caller.authorize(body.index_name, Permission.ADMIN)
     await service.delete_index(ctx, caller.tenant, body.index_name, body.key_bytes())
     return SuccessResponse(message=f"Index '{body.index_name}' deleted successfully")
 
@@ -78,6 +85,7 @@ async def delete_index(
 @router.post("/train", response_model=SuccessResponse)
 async def train_index(body: TrainRequest, ctx: Context, caller: Caller) -> SuccessResponse:
     """Train the index's IVF lists now; blocks until the new version is active."""
+    caller.authorize(body.index_name, Permission.ADMIN)
     params = training.TrainParams(
         n_lists=body.n_lists,
         batch_size=body.batch_size or 2048,
@@ -93,10 +101,28 @@ async def train_index(body: TrainRequest, ctx: Context, caller: Caller) -> Succe
 async def training_status(ctx: Context, caller: Caller) -> TrainingStatusResponse:
     """The caller's indexes being trained right now, by any service process."""
     names = await training.training_now(ctx, caller.tenant)
+    if not caller.is_tenant_key:
+        names = [name for name in names if name == caller.index_name]
     return TrainingStatusResponse(
         training_indexes=names,
         retrain_threshold=ctx.settings.auto_train_threshold,
         currently_training=names[0] if names else None,
         worker_running=bool(names),
         worker_pid=os.getpid() if names else 0,
+    )
+
+
+@router.post("/rotate_key", response_model=RotateKeyResponse)
+async def rotate_key(body: RotateKeyRequest, ctx: Context, caller: Caller) -> RotateKeyResponse:
+    """Re-wrap the index's data key under a new index_key or KMS key; items are untouched."""
+    caller.authorize(body.index_name, Permission.ADMIN)
+    rotation = await service.rotate_key(
+        ctx, caller.tenant, body.index_name, body.key_bytes(),
+        bytes.fromhex(body.new_index_key) if body.new_index_key else None,
+        body.new_kms_name,
+    )
+    return RotateKeyResponse(
+        message=f"Key of index '{body.index_name}' rotated (provider={rotation.provider})",
+        key_provider=rotation.provider,
+        key_version=rotation.key_version,
     )

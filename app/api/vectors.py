@@ -28,6 +28,7 @@ from app.schemas.vectors import (
 )
 from app.services import search
 from app.services import vectors as service
+from app.services.auth import Permission
 from app.services.payload import ItemPayload
 
 router = APIRouter(prefix="/vectors", tags=["vectors"])
@@ -39,6 +40,7 @@ DEFAULT_TOP_K = 100
 async def upsert(body: UpsertRequest, ctx: Context, caller: Caller) -> UpsertResponse:
     """Insert or overwrite items given as JSON; items without a vector are embedded
     from their contents by the index's embedding model."""
+    caller.authorize(body.index_name, Permission.WRITE)
     batch = service.ItemBatch(
         ids=[item.id for item in body.items],
         vectors=[item.vector for item in body.items],
@@ -54,6 +56,7 @@ async def upsert_binary(
     body: BinaryUpsertRequest, ctx: Context, caller: Caller
 ) -> UpsertResponse:
     """Insert or overwrite items whose vectors come as base64 float32."""
+    caller.authorize(body.index_name, Permission.WRITE)
     rows = body.batch
     vectors = matrix_from_base64(rows.vectors_b64, rows.dimension)
     n = len(rows.ids)
@@ -111,6 +114,7 @@ async def _run_query(
     vectors: Sequence[Sequence[float]] | Matrix | None,
     texts: Sequence[str] | None = None,
 ) -> list[list[dict[str, Any]]]:
+    caller.authorize(body.index_name, Permission.READ)
     spec = search.QuerySpec(
         vectors=vectors, top_k=body.top_k or DEFAULT_TOP_K, n_probes=body.n_probes or None,
         filters=body.filters, texts=texts,
@@ -158,6 +162,7 @@ async def query_binary(
 @router.post("/get", response_model=GetResponse, response_model_exclude_none=True)
 async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
     """Stored items by id, in request order; unknown ids are left out."""
+    caller.authorize(body.index_name, Permission.READ)
     found = await service.get_items(
         ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
     )
@@ -167,6 +172,7 @@ async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
 @router.post("/delete", response_model=SuccessResponse)
 async def delete(body: DeleteRequest, ctx: Context, caller: Caller) -> SuccessResponse:
     """Delete items by id."""
+    caller.authorize(body.index_name, Permission.WRITE)
     count = await service.delete_items(
         ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
     )
@@ -176,6 +182,7 @@ async def delete(body: DeleteRequest, ctx: Context, caller: Caller) -> SuccessRe
 @router.post("/list_ids", response_model=ListIdsResponse)
 async def list_ids(body: IndexOperationRequest, ctx: Context, caller: Caller) -> ListIdsResponse:
     """Every item id in the index."""
+    caller.authorize(body.index_name, Permission.READ)
     ids = await service.list_ids(ctx, caller.tenant, body.index_name, body.key_bytes())
     return ListIdsResponse(ids=ids, count=len(ids))
 
@@ -185,5 +192,6 @@ async def num_vectors(
     body: IndexOperationRequest, ctx: Context, caller: Caller
 ) -> NumVectorsResponse:
     """Number of items in the index."""
+    caller.authorize(body.index_name, Permission.READ)
     count = await service.count_items(ctx, caller.tenant, body.index_name, body.key_bytes())
     return NumVectorsResponse(result=count)

@@ -1,9 +1,11 @@
 """The SDK key path: the client's 32-byte `index_key` wraps the index's DEK.
 
 Unwrapped keys are cached in process memory for a short TTL, keyed by the
-index, a hash of the client key and a hash of the stored wrapped DEK: a wrong
-key never hits the cache, and a re-wrapped (rotated) DEK is a new entry, so
-the old key stops working at once. Keys are never logged or written anywhere.
+index and a fingerprint of the key material: a hash of the client key and of
+the stored wrapped DEK here, a hash of the stored KMS blob on the KMS path
+(app/kms/index_keys.py). A wrong key never hits the cache, and a re-wrapped
+(rotated) DEK is a new entry, so the old key stops working as soon as a
+process reads the index row again. Keys are never logged or written anywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import threading
 import time
 
-from app.crypto.envelope import KeyUnwrapFailed, generate_data_key, unwrap_data_key, wrap_data_key
+from app.crypto.envelope import KeyUnwrapFailed, unwrap_data_key
 from app.crypto.index_cipher import IndexCipher
 from app.errors import WrongIndexKey
 
@@ -31,24 +33,35 @@ class IndexCipherCache:
     def open(self, index_id: int, index_name: str, wrapped_dek: bytes, kek: bytes) -> IndexCipher:
         """The index's cipher, or WrongIndexKey when `kek` does not unwrap its DEK."""
         fingerprint = hashlib.sha256(kek + b"|" + wrapped_dek).digest()
-        key = (index_id, fingerprint)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
+        cached = self.get(index_id, fingerprint)
+        if cached is not None:
+            return cached
         try:
             dek = unwrap_data_key(kek, wrapped_dek, index_id)
         except KeyUnwrapFailed as exc:
             raise WrongIndexKey(f"Wrong encryption key for index '{index_name}'") from exc
         cipher = IndexCipher(dek, index_id)
-        if self._ttl_s > 0:
-            with self._lock:
-                if len(self._entries) >= self._max_entries:
-                    self._evict_expired(now)
-                if len(self._entries) < self._max_entries:
-                    self._entries[key] = (now + self._ttl_s, cipher)
+        self.put(index_id, fingerprint, cipher)
         return cipher
+
+    def get(self, index_id: int, fingerprint: bytes) -> IndexCipher | None:
+        """A cached cipher still within its TTL, opened from exactly this key material."""
+        with self._lock:
+            hit = self._entries.get((index_id, fingerprint))
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, index_id: int, fingerprint: bytes, cipher: IndexCipher) -> None:
+        """Cache an opened cipher for the TTL (not at all when the TTL is 0)."""
+        if self._ttl_s <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                self._evict_expired(now)
+            if len(self._entries) < self._max_entries:
+                self._entries[(index_id, fingerprint)] = (now + self._ttl_s, cipher)
 
     def forget(self, index_id: int) -> None:
         """Drop every cached cipher of an index (deleted or re-keyed)."""
@@ -60,7 +73,3 @@ class IndexCipherCache:
         for key in [k for k, (expiry, _) in self._entries.items() if expiry <= now]:
             del self._entries[key]
 
-
-def new_wrapped_data_key(kek: bytes, index_id: int) -> bytes:
-    """Generate an index's DEK and return it wrapped under the client's key."""
-    return wrap_data_key(kek, generate_data_key(), index_id)

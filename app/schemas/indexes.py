@@ -82,3 +82,47 @@ class HealthResponse(BaseModel):
     status: str
     api_version: str
     version: str
+
+
+class RotateKeyRequest(IndexOperationRequest):
+    """POST /v1/indexes/rotate_key: `index_key` is the current key (SDK-key indexes only);
+    exactly one of `new_index_key` and `new_kms_name` names the new one."""
+
+    new_index_key: IndexKeyHex | None = None
+    new_kms_name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RotateKeyResponse(BaseModel):
+    """The rotation's outcome: who wraps the DEK now, and the index's new key version."""
+
+    status: str = "success"
+    message: str
+    key_provider: str
+    key_version: int
+
+
+class CreateUserRequest(BaseModel):
+    """POST /v1/indexes/{index_name}/users."""
+
+    permissions: list[str] = Field(max_length=16)
+    index_key: IndexKeyHex | None = None
+
+
+class CreateUserResponse(BaseModel):
+    """The new user's id and its API key, shown this once."""
+
+    user_id: str
+    api_key: str
+
+
+class UserEntry(BaseModel):
+    """One user of an index."""
+
+    user_id: str
+    permissions: list[str]
+
+
+class UserListResponse(BaseModel):
+    """GET /v1/indexes/{index_name}/users."""
+
+    users: list[UserEntry]

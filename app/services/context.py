@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from app.config import Settings
+from app.kms.index_keys import IndexKeys
+from app.kms.registry import KmsRegistry
 from app.kms.sdk import IndexCipherCache
 from app.services.auth import ApiKeyCache
 from app.services.blockstore import CentroidCache
@@ -20,7 +22,7 @@ class ServiceContext:
 
     settings: Settings
     db: Database
-    ciphers: IndexCipherCache
+    keys: IndexKeys
     api_keys: ApiKeyCache
     blocks: BlockCache
     centroids: CentroidCache = field(default_factory=CentroidCache)
@@ -40,7 +42,10 @@ class ServiceContext:
         return cls(
             settings=settings,
             db=db,
-            ciphers=IndexCipherCache(settings.dek_cache_ttl_s),
+            keys=IndexKeys(
+                IndexCipherCache(settings.dek_cache_ttl_s),
+                KmsRegistry.from_file(settings.kms_config),
+            ),
             api_keys=ApiKeyCache(settings.api_key_cache_ttl_s),
             blocks=BlockCache(settings.block_cache_mb * 1024 * 1024),
         )

@@ -26,7 +26,13 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app import embeddings
-from app.errors import IndexNotFound, InvalidFilter, InvalidInput
+from app.errors import (
+    IndexNotFound,
+    InvalidFilter,
+    InvalidInput,
+    KeySentToKmsIndex,
+    WrongIndexKey,
+)
 from app.filters import FilterError, compile_filter
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, nearest_lists
@@ -134,6 +140,11 @@ async def query(
                 ctx.views.pop(key, None)
             except _StaleView:
                 ctx.views.pop(key, None)
+            except (WrongIndexKey, KeySentToKmsIndex):
+                # A cached view may predate a key rotation made elsewhere.
+                if fresh:
+                    raise
+                ctx.views.pop(key, None)
     raise AssertionError("a view read in the same snapshot cannot be stale")
 
 
@@ -163,7 +174,7 @@ async def _search(
     spec: QuerySpec,
     predicate: Predicate | None,
 ) -> list[list[Hit]]:
-    opened = open_row(ctx, view.row, index_key)
+    opened = await open_row(ctx, view.row, index_key)
     queries = vector_matrix(query_rows, opened.row.dimension)
     metric = Metric(opened.row.metric)
     version = opened.row.active_version

@@ -115,7 +115,7 @@ async def upsert(
         )
         if reservation is None:
             raise IndexNotFound(name)
-        opened = open_row(ctx, reservation.row, index_key)
+        opened = await open_row(ctx, reservation.row, index_key)
         if embedded_with is not None and opened.row.embedding_model != embedded_with:
             # Only a delete and re-create under the same name can change the model.
             raise InvalidInput(

@@ -77,7 +77,8 @@ _VIEW = text(
     """
     SELECT i.id, i.tenant, i.name, i.dimension, i.metric, i.key_provider, i.wrapped_dek,
            i.embedding_model, i.metadata_schema, i.active_version, i.n_lists, i.n_items,
-           i.trained_vectors, i.next_seq, b.ids, b.tags, b.counts
+           i.trained_vectors, i.kms_name, i.kms_key_id, i.kms_context, i.key_version,
+           i.next_seq, b.ids, b.tags, b.counts
     FROM indexes i
     LEFT JOIN LATERAL (
         SELECT array_agg(block_id) AS ids, array_agg(list_tag) AS tags,

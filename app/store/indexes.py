@@ -30,6 +30,10 @@ class IndexRow:
     n_lists: int
     n_items: int = 0
     trained_vectors: int = 0
+    kms_name: str | None = None
+    kms_key_id: str | None = None
+    kms_context: dict[str, str] | None = None
+    key_version: int = 1
 
 
 _COLUMNS = [indexes.c[f] for f in IndexRow.__dataclass_fields__]
@@ -163,6 +167,43 @@ async def activate_version(
         .where(indexes.c.id == index_id)
         .values(active_version=version, n_lists=n_lists, trained_vectors=trained_vectors)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A re-wrapped DEK and where it came from, as a rotation stores it."""
+
+    key_provider: str
+    wrapped_dek: bytes
+    kms_name: str | None
+    kms_key_id: str | None
+    kms_context: dict[str, str] | None
+
+
+async def rewrap_index(
+    conn: AsyncConnection, index_id: int, expected_key_version: int, key: NewKey
+) -> bool:
+    """Store a re-wrapped DEK unless another rotation got there first (False then).
+
+    The statement also advances `next_seq`, which is part of the signature
+    every process validates its cached index view against: a view holding the
+    old wrapped key is dropped on its next use, in any process.
+    """
+    result = await conn.execute(
+        indexes.update()
+        .where(indexes.c.id == index_id, indexes.c.key_version == expected_key_version)
+        .values(
+            key_provider=key.key_provider,
+            wrapped_dek=key.wrapped_dek,
+            kms_name=key.kms_name,
+            kms_key_id=key.kms_key_id,
+            kms_context=key.kms_context,
+            key_version=indexes.c.key_version + 1,
+            key_created_at=func.now(),
+            next_seq=indexes.c.next_seq + 1,
+        )
+    )
+    return bool(result.rowcount)
 
 
 async def names_of(conn: AsyncConnection, tenant: str, index_ids: Sequence[int]) -> list[str]:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData(
     naming_convention={
@@ -47,7 +48,16 @@ api_keys = Table(
     Column("key_hash", LargeBinary, nullable=False, comment="SHA-256 of the full key."),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("revoked_at", DateTime(timezone=True), comment="Set when revoked; NULL while valid."),
+    Column(
+        "index_id", BigInteger, ForeignKey("indexes.id", ondelete="CASCADE"),
+        comment="Index a per-index user key is limited to; NULL for tenant (root) keys.",
+    ),
+    Column(
+        "permissions", ARRAY(Text),
+        comment="Permissions of a per-index user key (read, write, admin); NULL for tenant keys.",
+    ),
     UniqueConstraint("prefix"),
+    Index(None, "index_id"),
     comment="API keys (X-API-Key), stored only as hashes.",
 )
 
@@ -59,8 +69,31 @@ indexes = Table(
     Column("name", Text, nullable=False, comment="Index name as clients address it."),
     Column("dimension", Integer, nullable=False, comment="Vector dimension; 0 until first upsert."),
     Column("metric", Text, nullable=False, comment="euclidean, squared_euclidean or cosine."),
-    Column("key_provider", Text, nullable=False, comment="Who wraps the DEK: sdk (client key)."),
-    Column("wrapped_dek", LargeBinary, nullable=False, comment="AES-GCM-wrapped data key."),
+    Column(
+        "key_provider", Text, nullable=False,
+        comment="Who wraps the DEK: sdk (the client's index_key), local or aws (a KMS).",
+    ),
+    Column(
+        "wrapped_dek", LargeBinary, nullable=False,
+        comment="The data key, wrapped by the client's key (AES-GCM) or by the KMS.",
+    ),
+    Column("kms_name", Text, comment="KMS registry entry that wrapped the DEK; NULL on sdk."),
+    Column(
+        "kms_key_id", Text,
+        comment="KMS key that wrapped the DEK (local master key id, AWS key id or alias).",
+    ),
+    Column(
+        "kms_context", JSONB,
+        comment="Encryption context the KMS wrap is bound to (names the index); NULL on sdk.",
+    ),
+    Column(
+        "key_version", Integer, nullable=False, server_default="1",
+        comment="1 at creation, incremented by every key rotation (re-wrap of the DEK).",
+    ),
+    Column(
+        "key_created_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
+        comment="When the DEK was last wrapped (creation or rotation).",
+    ),
     Column("embedding_model", Text, comment="Model that embeds contents, if any."),
     Column("metadata_schema", JSONB, comment="Declared metadata field policies (names only)."),
     Column(

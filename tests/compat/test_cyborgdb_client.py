@@ -108,3 +108,39 @@ def test_wrong_key_raises_authentication_error(cyborg: Client) -> None:
 def test_unknown_index_raises_not_found(cyborg: Client) -> None:
     with pytest.raises(NotFoundError):
         cyborg.load_index(_name(), index_key=secrets.token_bytes(32))
+
+
+def test_kms_index_needs_no_index_key(cyborg: Client) -> None:
+    name = _name()
+    index = cyborg.create_index(name, kms_name="local-a", dimension=4)
+    index.upsert([{"id": "k", "vector": [1.0, 2.0, 3.0, 4.0], "contents": "kept"}])
+    loaded = cyborg.load_index(name)
+    assert loaded.get(["k"], include=["contents"])[0]["contents"] == "kept"
+
+
+def test_users_through_the_client(cyborg: Client, base_url: str) -> None:
+    name = _name()
+    index = cyborg.create_index(name, kms_name="local-a", dimension=4)
+    index.upsert([{"id": "u", "vector": [1.0, 0.0, 0.0, 0.0]}])
+    user = index.create_user(["read"])
+    assert index.list_users() == [{"user_id": user["user_id"], "permissions": ["read"]}]
+
+    as_user = Client(base_url, api_key=user["api_key"]).load_index(name)
+    assert as_user.query(query_vectors=[1.0, 0.0, 0.0, 0.0], top_k=1)[0]["id"] == "u"
+    with pytest.raises(AuthenticationError):  # 403: read only
+        as_user.upsert([{"id": "v", "vector": [0.0, 1.0, 0.0, 0.0]}])
+
+    index.delete_user(user["user_id"])
+    assert index.list_users() == []
+    with pytest.raises(AuthenticationError):
+        Client(base_url, api_key=user["api_key"]).load_index(name)
+
+
+def test_users_of_an_sdk_key_index_through_the_client(cyborg: Client) -> None:
+    key = secrets.token_bytes(32)
+    index = cyborg.create_index(_name(), index_key=key, dimension=4)
+    user = index.create_user(["read", "write"])  # the client sends index_key in the body
+    listed = index.list_users()  # and X-Index-Key here
+    assert listed == [{"user_id": user["user_id"], "permissions": ["read", "write"]}]
+    index.delete_user(user["user_id"])
+    assert index.list_users() == []
