@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-
-
-@pytest.fixture
-def runner(database_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("CIPHERVEC_DATABASE_URL", database_url)
-    return CliRunner()
 
 
 def test_keys_create_prints_the_key_alone_on_its_last_line(runner: CliRunner) -> None:
