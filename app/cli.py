@@ -19,6 +19,7 @@ from app import migrate as migrations
 from app.config import Settings
 from app.errors import CiphervecError
 from app.localpg import LocalPostgres
+from app.logs import configure_logging
 from app.ops import transfer
 from app.services import auth
 from app.services.context import ServiceContext
@@ -106,8 +107,14 @@ def serve(
     if secret is not None:
         typer.echo("No API key existed; created one. It is shown only this once:")
         typer.echo(f"X-API-Key: {secret}")
+    configure_logging(Settings().log_level)
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+        # An import string (not an app object), so that each of several workers
+        # builds its own app; logging is configured by create_app in each worker.
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, workers=workers,
+            log_config=None, access_log=False,
+        )
     finally:
         if embedded is not None and started_here:
             embedded.stop()
