@@ -1,5 +1,6 @@
-"""The `ciphervec` command: serve, migrate, manage API keys, import and export items.
-Commands parse their options here; the work is in app.ops and the services."""
+"""The `ciphervec` command: serve, migrate, manage API keys, import and export items,
+and a quick benchmark. Commands parse their options here; the work is in app.ops
+and the services."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from app.config import Settings
 from app.errors import CiphervecError
 from app.localpg import LocalPostgres
 from app.logs import configure_logging
+from app.ops import bench as benchmark
 from app.ops import transfer
 from app.services import auth
 from app.services.context import ServiceContext
@@ -295,6 +297,33 @@ def export_items(
 
     count = _with_context(Settings(), work)
     typer.echo(f"Exported {count} items from '{index}'.", err=True)
+
+
+@cli.command("bench")
+def bench(
+    vectors: Annotated[int, typer.Option(min=100, help="Vectors to upsert.")] = 20_000,
+    dimension: Annotated[int, typer.Option(min=2, max=4096, help="Their dimension.")] = 128,
+    queries: Annotated[int, typer.Option(min=1, help="Single queries after training.")] = 200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Vectors per upsert.")] = 1000,
+    top_k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+) -> None:
+    """Time upserts, one training run and single queries on a throwaway index of the
+    configured (or embedded) database, through the service layer (no HTTP)."""
+    # Training is timed on its own: no auto-training in the middle of the upserts.
+    settings = Settings().model_copy(update={"auto_train": False})
+
+    async def work(ctx: ServiceContext) -> benchmark.BenchResult:
+        return await benchmark.run_bench(
+            ctx, n=vectors, dimension=dimension, queries=queries, batch_size=batch_size,
+            top_k=top_k,
+        )
+
+    result = _with_context(settings, work)
+    typer.echo(f"{result.vectors} x {result.dimension} vectors, service layer, no HTTP")
+    typer.echo(f"upsert: {result.upsert_vectors_per_s:,.0f} vectors/s")
+    typer.echo(f"train:  {result.train_s:.2f} s ({result.n_lists} lists)")
+    typer.echo(f"query:  p50 {result.query_p50_ms:.2f} ms, p95 {result.query_p95_ms:.2f} ms "
+               f"(top_k={top_k})")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The `ciphervec` commands keys and serve against the test database."""
+"""The `ciphervec` commands keys, bench and serve against the test database."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def test_keys_revoke_marks_the_key_revoked(runner: CliRunner) -> None:
     )
     assert "revoked" in line
     assert runner.invoke(cli, ["keys", "revoke", prefix]).exit_code == 1
+
+
+def test_bench_reports_upsert_train_and_query_figures(runner: CliRunner) -> None:
+    result = runner.invoke(
+        cli, ["bench", "--vectors", "600", "--dimension", "8", "--queries", "10",
+              "--batch-size", "200"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "vectors/s" in result.stdout and "p50" in result.stdout and "lists" in result.stdout
 
 
 @pytest.fixture
