@@ -103,6 +103,7 @@ class Metrics:
             "ciphervec_training_duration_seconds", "Duration of training runs.",
             ["trigger", "outcome"], buckets=TRAINING_BUCKETS, registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._snapshots = _Snapshots()
         self.registry.register(self._snapshots)
 
@@ -115,10 +116,18 @@ class Metrics:
         self._snapshots.index_sizes = sizes
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one finished request."""
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.request_seconds.labels(method, route, code).observe(seconds)
+        """Count one finished request (`method` one of METHODS or OTHER, `route` a template)."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() costs more than the update itself
+            code = str(status)
+            children = (
+                self.requests.labels(method, route, code),
+                self.request_seconds.labels(method, route, code),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     @contextmanager
     def training_run(self, trigger: Trigger) -> Iterator[None]:

@@ -30,8 +30,14 @@ REQUEST_ID_HEADER = b"x-request-id"
 # response header, so nothing that could forge a log field or a header.
 _SANE_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 UNROUTED = "<unrouted>"
+# The method is the client's word; anything unusual is one label value, so a
+# client cannot make up new series.
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
-access_log = structlog.stdlib.get_logger("ciphervec.access")
+# Resolved on first use, after create_app has configured structlog; the logger
+# name goes with each line (binding it here would fix the default configuration).
+access_log = structlog.get_logger()
+ACCESS_LOGGER = "ciphervec.access"
 
 
 def _incoming_id(scope: Scope) -> str | None:
@@ -75,10 +81,11 @@ class RequestObservability:
         finally:
             seconds = time.perf_counter() - start
             route = self._template(scope)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
             if self.metrics is not None:
-                self.metrics.observe_request(scope["method"], route, status, seconds)
+                self.metrics.observe_request(method, route, status, seconds)
             access_log.info(
-                "request", method=scope["method"], route=route, status=status,
+                "request", logger=ACCESS_LOGGER, method=method, route=route, status=status,
                 duration_ms=round(seconds * 1000, 3),
             )
 

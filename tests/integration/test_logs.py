@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.logs import json_formatter
+from app.logs import configure_logging
 from app.store.db import Database
 
 
@@ -32,20 +32,14 @@ class Captured:
 @pytest.fixture
 def logs() -> Iterator[Captured]:
     captured = Captured()
-    handler = logging.StreamHandler(captured.stream)
-    handler.setFormatter(json_formatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
+    configure_logging("DEBUG", stream=captured.stream)
     # The test client logs each call with its URL; it is not the service.
     client_level = logging.getLogger("httpx").level
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         yield captured
     finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
+        configure_logging("INFO")
         logging.getLogger("httpx").setLevel(client_level)
 
 

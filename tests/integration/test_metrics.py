@@ -116,3 +116,10 @@ async def without_metrics(settings: Settings) -> AsyncIterator[httpx.AsyncClient
 async def test_metrics_can_be_switched_off(without_metrics: httpx.AsyncClient) -> None:
     assert (await without_metrics.get("/metrics")).status_code == 404
     assert (await without_metrics.get("/v1/health")).status_code == 200
+
+
+async def test_unusual_methods_share_one_label(client: httpx.AsyncClient) -> None:
+    await client.request("BREWCOFFEE", "/health")
+    response = await client.get("http://test/metrics")
+    assert "BREWCOFFEE" not in response.text
+    assert 'method="OTHER"' in response.text
