@@ -1,19 +1,28 @@
-"""The `ciphervec` command: serve, migrate, manage API keys and rotate index keys."""
+"""The `ciphervec` command: serve, migrate, manage API keys, rotate index keys, import
+and export items, and a quick benchmark. Commands parse their options here; the work
+is in app.ops and the services."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from app import migrate as migrations
 from app.config import Settings
 from app.errors import CiphervecError
 from app.localpg import LocalPostgres
+from app.logs import configure_logging
+from app.ops import bench as benchmark
+from app.ops import transfer
 from app.services import auth, indexes
 from app.services.context import ServiceContext
 from app.store.db import Database
@@ -52,6 +61,28 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _with_context(settings: Settings, work: Callable[[ServiceContext], Awaitable[T]]) -> T:
+    """Run `work` against the services in this process, as the server would; a domain
+    error or bad input ends the command with its message and exit code 1."""
+
+    async def run() -> T:
+        ctx = ServiceContext.build(settings.model_copy(update={"database_url": url}))
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.close()
+
+    url = _database_url(settings)
+    try:
+        return asyncio.run(run())
+    except CiphervecError as exc:
+        typer.echo(f"Error: {exc.detail}", err=True)
+        raise typer.Exit(code=1) from None
+    except transfer.TransferFailed as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -79,8 +110,14 @@ def serve(
     if secret is not None:
         typer.echo("No API key existed; created one. It is shown only this once:")
         typer.echo(f"X-API-Key: {secret}")
+    configure_logging(Settings().log_level)
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers)
+        # An import string (not an app object), so that each of several workers
+        # builds its own app; logging is configured by create_app in each worker.
+        uvicorn.run(
+            "app.main:create_app", factory=True, host=host, port=port, workers=workers,
+            log_config=None, access_log=False,
+        )
     finally:
         if embedded is not None and started_here:
             embedded.stop()
@@ -126,22 +163,176 @@ def keys_revoke(
     typer.echo(f"Revoked {prefix}")
 
 
-def _hex_key(value: str | None) -> bytes | None:
-    if value is None:
-        return None
+TenantOption = Annotated[
+    str, typer.Option(help="Tenant owning the index (an API key's tenant; its name by default).")
+]
+IndexOption = Annotated[str, typer.Option("--index", help="Name of the index.")]
+IndexKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--index-key", envvar="CIPHERVEC_INDEX_KEY", show_envvar=True,
+        help="The index key, 64 hex characters (prefer the variable or --index-key-file: "
+             "command lines are visible to other users).",
+    ),
+]
+IndexKeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--index-key-file", exists=True, dir_okay=False, readable=True,
+        help="File holding the index key (64 hex characters, or the 32 bytes themselves).",
+    ),
+]
+
+
+def _index_key(hex_key: str | None, key_file: Path | None) -> bytes:
+    """The 32-byte index key from exactly one of --index-key and --index-key-file."""
+    if (hex_key is None) == (key_file is None):
+        raise typer.BadParameter("give exactly one of --index-key and --index-key-file")
+    if key_file is not None:
+        raw = key_file.read_bytes()
+        if len(raw) == 32:
+            return raw
+        return _hex_index_key(raw.decode("ascii", errors="replace").strip())
+    return _hex_index_key(hex_key or "")
+
+
+def _hex_index_key(text: str) -> bytes:
     try:
-        key = bytes.fromhex(value)
+        key = bytes.fromhex(text)
     except ValueError:
         key = b""
     if len(key) != 32:
-        raise typer.BadParameter("an index key is 64 hex characters (32 bytes)")
+        raise typer.BadParameter("the index key must be 32 bytes written as 64 hex characters")
     return key
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True),
+    )
+
+
+@cli.command("import")
+def import_items(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                             help="A .npy array (one vector per row) or a .jsonl file.")
+    ],
+    index: IndexOption,
+    index_key: IndexKeyOption = None,
+    index_key_file: IndexKeyFileOption = None,
+    tenant: TenantOption = "default",
+    batch_size: Annotated[int, typer.Option(min=1, help="Items per upsert.")] = 1000,
+    ids: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, readable=True,
+                     help="For .npy: a text file with one id per row (default: row numbers)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many records; re-run to go on.")
+    ] = None,
+    progress_file: Annotated[
+        Path | None, typer.Option(help="Where progress is kept (default: FILE.progress).")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Ignore recorded progress and start over.")
+    ] = False,
+) -> None:
+    """Upsert the items of FILE into an existing index, resuming an interrupted import."""
+    key = _index_key(index_key, index_key_file)
+    settings = Settings()
+    if batch_size > settings.max_batch_items:
+        raise typer.BadParameter(f"at most {settings.max_batch_items}", param_hint="--batch-size")
+    progress = transfer.ProgressFile(progress_file) if progress_file else (
+        transfer.ProgressFile.beside(file)
+    )
+    if restart:
+        progress.clear()
+
+    async def work(ctx: ServiceContext) -> transfer.ImportOutcome:
+        source = transfer.open_source(file, ids)
+        with _progress_bar() as bar:
+            task = bar.add_task(f"import {file.name}", total=source.total)
+            bar.update(task, completed=progress.load(tenant, index))
+            outcome = await transfer.import_items(
+                ctx, tenant, index, key, source, progress, batch_size=batch_size, limit=limit,
+                on_batch=lambda done: bar.update(task, completed=done),
+            )
+        if outcome.training_started or ctx.background:
+            typer.echo("Waiting for the training this import started...", err=True)
+            await transfer.finish_background_work(ctx)
+        return outcome
+
+    try:
+        outcome = _with_context(settings, work)
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted; run the same command again to resume ({progress.path}).",
+                   err=True)
+        raise typer.Exit(code=130) from None
+    if outcome.started_at:
+        typer.echo(f"Resumed after record {outcome.started_at}.", err=True)
+    typer.echo(f"Imported {outcome.items} items (records {outcome.started_at}-"
+               f"{outcome.stopped_at} of {outcome.total}) into '{index}'.", err=True)
+    if not outcome.complete:
+        typer.echo(f"Stopped early; run the same command again to continue ({progress.path}).",
+                   err=True)
+
+
+@cli.command("export")
+def export_items(
+    index: IndexOption,
+    index_key: IndexKeyOption = None,
+    index_key_file: IndexKeyFileOption = None,
+    tenant: TenantOption = "default",
+    out: Annotated[
+        Path | None, typer.Option("--out", dir_okay=False, help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Write every item of an index, decrypted, as JSONL (id, vector, contents, metadata)."""
+    key = _index_key(index_key, index_key_file)
+
+    async def work(ctx: ServiceContext) -> int:
+        if out is None:
+            return await transfer.export_items(ctx, tenant, index, key, sys.stdout)
+        with out.open("w", encoding="utf-8") as sink:
+            return await transfer.export_items(ctx, tenant, index, key, sink)
+
+    count = _with_context(Settings(), work)
+    typer.echo(f"Exported {count} items from '{index}'.", err=True)
+
+
+@cli.command("bench")
+def bench(
+    vectors: Annotated[int, typer.Option(min=100, help="Vectors to upsert.")] = 20_000,
+    dimension: Annotated[int, typer.Option(min=2, max=4096, help="Their dimension.")] = 128,
+    queries: Annotated[int, typer.Option(min=1, help="Single queries after training.")] = 200,
+    batch_size: Annotated[int, typer.Option(min=1, help="Vectors per upsert.")] = 1000,
+    top_k: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+) -> None:
+    """Time upserts, one training run and single queries on a throwaway index of the
+    configured (or embedded) database, through the service layer (no HTTP)."""
+    # Training is timed on its own: no auto-training in the middle of the upserts.
+    settings = Settings().model_copy(update={"auto_train": False})
+
+    async def work(ctx: ServiceContext) -> benchmark.BenchResult:
+        return await benchmark.run_bench(
+            ctx, n=vectors, dimension=dimension, queries=queries, batch_size=batch_size,
+            top_k=top_k,
+        )
+
+    result = _with_context(settings, work)
+    typer.echo(f"{result.vectors} x {result.dimension} vectors, service layer, no HTTP")
+    typer.echo(f"upsert: {result.upsert_vectors_per_s:,.0f} vectors/s")
+    typer.echo(f"train:  {result.train_s:.2f} s ({result.n_lists} lists)")
+    typer.echo(f"query:  p50 {result.query_p50_ms:.2f} ms, p95 {result.query_p95_ms:.2f} ms "
+               f"(top_k={top_k})")
 
 
 @keys_cli.command("rotate-index")
 def keys_rotate_index(
-    index: Annotated[str, typer.Option(help="Name of the index.")],
-    tenant: Annotated[str, typer.Option(help="Tenant owning the index.")],
+    index: IndexOption,
+    tenant: TenantOption = "default",
     index_key: Annotated[
         str | None, typer.Option(help="Current index_key (hex), for indexes opened by one.")
     ] = None,
@@ -153,22 +344,13 @@ def keys_rotate_index(
     ] = None,
 ) -> None:
     """Re-wrap an index's data key under a new index_key or KMS key (items untouched)."""
-    current, new = _hex_key(index_key), _hex_key(new_index_key)
-    settings = Settings()
-    settings = settings.model_copy(update={"database_url": _database_url(settings)})
+    current = None if index_key is None else _hex_index_key(index_key)
+    new = None if new_index_key is None else _hex_index_key(new_index_key)
 
-    async def run() -> indexes.Rotation:
-        ctx = ServiceContext.build(settings)
-        try:
-            return await indexes.rotate_key(ctx, tenant, index, current, new, new_kms)
-        finally:
-            await ctx.close()
+    async def work(ctx: ServiceContext) -> indexes.Rotation:
+        return await indexes.rotate_key(ctx, tenant, index, current, new, new_kms)
 
-    try:
-        rotation = asyncio.run(run())
-    except CiphervecError as exc:
-        typer.echo(exc.detail, err=True)
-        raise typer.Exit(code=1) from exc
+    rotation = _with_context(Settings(), work)
     typer.echo(f"Rotated the key of index '{index}' (tenant {tenant}): "
                f"provider={rotation.provider}, key_version={rotation.key_version}")
 

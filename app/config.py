@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         default=0.25, gt=0, lt=1, description="Stale block entries that trigger compaction."
     )
 
+    metrics: bool = Field(
+        default=True, description="Serve Prometheus metrics at GET /metrics (no API key)."
+    )
+    log_level: str = Field(
+        default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="Least severity logged (JSON lines on stderr).",
+    )
+
     def sqlalchemy_url(self) -> str:
         """The database URL, which must be set by the time the app starts."""
         if not self.database_url:

@@ -1,5 +1,5 @@
-"""FastAPI app factory: routers under /v1, error mapping, limits, and the lifespan
-that builds the service context (pool and caches) and closes it."""
+"""FastAPI app factory: routers under /v1, error mapping, limits, logging, metrics,
+and the lifespan that builds the service context (pool and caches) and closes it."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from fastapi import APIRouter, FastAPI
 from app.api import embeddings, health, indexes, users, vectors
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import BodySizeLimit
+from app.api.observability import RequestObservability, metrics_endpoint
 from app.config import Settings
+from app.logs import configure_logging
+from app.metrics import Metrics
 from app.services.context import ServiceContext
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; settings are read from the environment when not given."""
     settings = settings or Settings()
+    # Here rather than in `serve`: each uvicorn worker process builds its own app.
+    configure_logging(settings.log_level)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ctx = ServiceContext.build(settings)
+        app.state.ctx = ServiceContext.build(settings, metrics)
         try:
             yield
         finally:
@@ -43,6 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(embeddings.router)
     v1.include_router(users.router)
     app.include_router(v1)
+    if settings.metrics:
+        app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Added last, so it wraps the size limit too: refused bodies are counted and logged.
+    app.add_middleware(
+        RequestObservability, metrics=metrics if settings.metrics else None, routes=app.routes
+    )
     return app

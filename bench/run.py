@@ -36,7 +36,8 @@ from typing import Any
 import httpx
 import numpy as np
 from cyborgdb import Client
-from sklearn.datasets import make_blobs
+
+from app.ops.bench import clustered_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -47,14 +48,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def dataset(n: int, dimension: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Clustered vectors plus held-out queries from the same clusters."""
-    points, _ = make_blobs(n + queries, dimension, centers=max(10, n // 500), cluster_std=4.0,
-                           center_box=(-20, 20), random_state=seed)
-    points = points.astype(np.float32)
-    return points[:n], points[n:]
 
 
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -289,7 +282,7 @@ def main() -> None:
         return
     if args.scale:
         args.n, args.systems = 1_000_000, "ciphervec"
-    vectors, queries = dataset(args.n, args.dim, args.queries)
+    vectors, queries = clustered_dataset(args.n, args.dim, args.queries)
     truth = exact_top_k(vectors, queries, args.top_k)
     results: dict[str, dict[str, Any]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="ciphervec-bench-"))

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from app import migrate
 from app.config import Settings
@@ -122,6 +123,13 @@ async def client(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncC
             transport=transport, base_url="http://test/v1", headers={"X-API-Key": api_key}
         ) as http:
             yield http
+
+
+@pytest.fixture
+def runner(database_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """Runs `ciphervec` commands against the test database."""
+    monkeypatch.setenv("CIPHERVEC_DATABASE_URL", database_url)
+    return CliRunner()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.errors import CiphervecError, ServiceUnavailable
+from app.logs import current_request_id
 from app.schemas.common import ErrorResponse
 
 log = logging.getLogger("ciphervec.api")
@@ -30,7 +31,11 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return JSONResponse({"detail": "Internal server error"}, status_code=500)
+    # This handler answers from outside the request middleware, so it sends the
+    # request id itself.
+    request_id = current_request_id()
+    headers = {"X-Request-Id": request_id} if request_id else None
+    return JSONResponse({"detail": "Internal server error"}, status_code=500, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -9,6 +9,7 @@ from app.config import Settings
 from app.kms.index_keys import IndexKeys
 from app.kms.registry import KmsRegistry
 from app.kms.sdk import IndexCipherCache
+from app.metrics import Metrics
 from app.services.auth import ApiKeyCache
 from app.services.blockstore import CentroidCache
 from app.store.block_cache import BlockCache
@@ -26,19 +27,24 @@ class ServiceContext:
     api_keys: ApiKeyCache
     blocks: BlockCache
     centroids: CentroidCache = field(default_factory=CentroidCache)
+    metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     compaction_checks: dict[int, float] = field(default_factory=dict)
     views: dict[tuple[str, str], SearchView] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, settings: Settings) -> ServiceContext:
-        """Create the pool and empty caches for `settings`."""
+    def build(cls, settings: Settings, metrics: Metrics | None = None) -> ServiceContext:
+        """Create the pool and empty caches for `settings`, reporting to `metrics`
+        (the app's, which its middleware shares; a fresh set when not given)."""
         db = Database(
             settings.sqlalchemy_url(),
             pool_size=settings.db_pool_size,
             connect_timeout_s=settings.db_connect_timeout_s,
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
+        blocks = BlockCache(settings.block_cache_mb * 1024 * 1024)
+        metrics = metrics or Metrics()
+        metrics.watch_block_cache(blocks)
         return cls(
             settings=settings,
             db=db,
@@ -47,7 +53,8 @@ class ServiceContext:
                 KmsRegistry.from_file(settings.kms_config),
             ),
             api_keys=ApiKeyCache(settings.api_key_cache_ttl_s),
-            blocks=BlockCache(settings.block_cache_mb * 1024 * 1024),
+            blocks=blocks,
+            metrics=metrics,
         )
 
     def spawn(self, work: asyncio.Task[None]) -> None:

@@ -81,7 +81,8 @@ async def _job(
     async with stack:
         try:
             if train:
-                result = await run_locked(ctx, cipher, row, TrainParams())
+                with ctx.metrics.training_run("auto"):
+                    result = await run_locked(ctx, cipher, row, TrainParams())
                 log.info("auto-trained index %s: %s", row.id, result)
             else:
                 await compact_if_needed(ctx, cipher)

@@ -78,7 +78,8 @@ async def train(
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
     async with maintenance_lock(ctx, opened.row.id, wait=True):
-        return await run_locked(ctx, opened.cipher, opened.row, params)
+        with ctx.metrics.training_run("explicit"):
+            return await run_locked(ctx, opened.cipher, opened.row, params)
 
 
 @dataclass(slots=True)

@@ -52,6 +52,9 @@ class Database:
     ) -> None:
         self.engine: AsyncEngine = create_async_engine(
             url,
+            # Statement parameters (id tokens, ciphertext) stay out of exception
+            # messages, hence out of logs.
+            hide_parameters=True,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_timeout=connect_timeout_s,

@@ -66,6 +66,20 @@ async def test_failed_commit_is_a_server_error_and_stores_nothing(
         assert (await client.post("/vectors/num_vectors", json=body)).json() == {"result": 0}
 
 
+async def test_unhandled_error_answers_with_the_request_id(
+    commit_failing_url: str, index_key: str
+) -> None:
+    async for client in _client(commit_failing_url):
+        body: dict[str, Any] = {"index_name": "fragile-id", "index_key": index_key}
+        assert (await client.post("/indexes/create", json={**body, "dimension": 2})).is_success
+        upsert = await client.post(
+            "/vectors/upsert", json={**body, "items": [{"id": "a", "vector": [1, 2]}]},
+            headers={"X-Request-Id": "failing-upsert-1"},
+        )
+        assert upsert.status_code == 500
+        assert upsert.headers["X-Request-Id"] == "failing-upsert-1"
+
+
 async def test_unreachable_database_is_service_unavailable() -> None:
     url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
     app = create_app(Settings(database_url=url, db_connect_timeout_s=2))
