@@ -17,7 +17,7 @@ log = logging.getLogger("ciphervec.api")
 # Documented on every route, 422 included: FastAPI's default 422 schema allows
 # only pydantic's list, while checks past parsing answer 422 with a message.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 502, 503)
 }
 
 

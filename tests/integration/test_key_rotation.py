@@ -161,6 +161,18 @@ async def test_rotation_takes_effect_in_another_process_at_once(
         assert (await _read(second_process, request)).status_code == got.status_code
 
 
+async def test_old_key_is_refused_in_another_process_that_cached_the_index(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index_key: str
+) -> None:
+    index = await _create(client, index_key=index_key)
+    old = {**index, "index_key": index_key}
+    query = {"query_vectors": [1, 0, 0, 0], "top_k": 1}
+    assert (await second_process.post("/vectors/query", json={**old, **query})).is_success
+    await _rotate(client, **old, new_index_key=secrets.token_hex(32))
+    got = await second_process.post("/vectors/query", json={**old, **query})
+    assert got.status_code == 401, got.text
+
+
 async def test_cli_rotate_index(
     client: httpx.AsyncClient, database_url: str, kms_config: Any, index_key: str,
     monkeypatch: pytest.MonkeyPatch,
