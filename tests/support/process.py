@@ -1,14 +1,14 @@
 """The service as its own OS process (uvicorn on 127.0.0.1), for tests that kill it.
 
-The child gets SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a
-server never outlives the tests that started it, even if they crash.
+A small launcher runs uvicorn with a watchdog thread that exits the process
+as soon as its parent (the test process) is gone, so a server never outlives
+the tests that started it, even if they crash. (PR_SET_PDEATHSIG would be the
+usual tool, but this sandbox's kernel does not deliver it.)
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,11 +20,17 @@ import httpx
 
 from tests.support.server import free_port
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+_LAUNCHER = """
+import os, runpy, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = ["uvicorn", *sys.argv[1:]]
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
 
 
 @dataclass
@@ -49,9 +55,9 @@ def start_service(database_url: str, **settings: str) -> ServiceProcess:
         **{f"CIPHERVEC_{name.upper()}": value for name, value in settings.items()},
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
+        [sys.executable, "-c", _LAUNCHER, "app.main:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, preexec_fn=_die_with_parent,  # noqa: PLW1509 - only sets the death signal
+        env=env,
     )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60
