@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from app.ivf.distance import Metric
 from app.schemas.common import IndexKeyHex, IndexName, IndexOperationRequest
+
+# Stored as JSONB, which cannot hold a NUL character.
+MetadataFieldName = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 
 
 class MetadataFieldPolicy(BaseModel):
@@ -30,7 +33,7 @@ class CreateIndexRequest(BaseModel):
     embedding_model: str | None = None
     metric: Metric | None = None
     storage_precision: Literal["float32"] | None = None
-    metadata_schema: dict[str, MetadataFieldPolicy] | None = None
+    metadata_schema: dict[MetadataFieldName, MetadataFieldPolicy] | None = None
     text_fields: list[str] | None = Field(default=None, max_length=0)
     bm25_k1: float | None = None
     bm25_b: float | None = None

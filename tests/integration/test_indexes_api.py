@@ -146,3 +146,13 @@ async def test_unknown_index_is_not_found(client: httpx.AsyncClient, index_key: 
         response = await client.post(path, json={"index_name": "nope", "index_key": index_key})
         assert response.status_code == 404
         assert response.json() == {"detail": "Index 'nope' not found"}
+
+
+async def test_metadata_field_name_with_a_nul_character_is_a_422(
+    client: httpx.AsyncClient, index_name: str, index_key: str
+) -> None:
+    response = await client.post("/indexes/create", json={
+        "index_name": index_name, "index_key": index_key, "dimension": 4,
+        "metadata_schema": {"a\u0000b": {"filterable": True}},
+    })
+    assert response.status_code == 422, response.text

@@ -47,7 +47,8 @@ def test_generated_requests_get_no_server_error_and_a_schema_conformant_answer(
     operation: schemathesis.APIOperation[Any, Any, Any, Any], fuzz_server: str, fuzz_key: str
 ) -> None:
     @given(operation.as_strategy())
-    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+              derandomize=True)
     def check(case: schemathesis.Case[Any]) -> None:
         case.call_and_validate(
             base_url=fuzz_server,
