@@ -112,10 +112,13 @@ def ciphervec_server(workdir: Path) -> Iterator[tuple[str, str, subprocess.Popen
         env=env, capture_output=True, text=True, check=True, cwd=ROOT,
     ).stdout.strip().splitlines()[-1]
     port = free_port()
+    # Its JSON logs go to a file, as the reference's output goes nowhere: neither
+    # service pays for a terminal.
+    log = (workdir / "ciphervec.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, cwd=ROOT,
+        env=env, cwd=ROOT, stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -124,6 +127,7 @@ def ciphervec_server(workdir: Path) -> Iterator[tuple[str, str, subprocess.Popen
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
+        log.close()
         cluster.destroy()
 
 
