@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413."
     )
     max_batch_items: int = Field(default=100_000, ge=1, description="Items per upsert.")
+    max_embedded_items: int = Field(
+        default=4_096, ge=1, description="Texts one request may have the service embed."
+    )
     max_top_k: int = Field(default=10_000, ge=1)
     max_dimension: int = Field(default=16_384, ge=1)
 

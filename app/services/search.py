@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import embeddings
 from app.errors import (
     IndexNotFound,
     InvalidFilter,
@@ -162,7 +161,7 @@ async def _query_vectors(
     model = await text_service.index_model(ctx, tenant, name, index_key)
     if model is None:
         raise InvalidInput("query_contents needs an index created with an embedding_model")
-    return await embeddings.embed(model, spec.texts)
+    return await text_service.embed(ctx, model, spec.texts)
 
 
 async def _search(

@@ -3,7 +3,11 @@ index embeds its upsert contents and query_contents with."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app import embeddings
+from app.errors import InvalidInput
+from app.ivf.vectors import Matrix
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 
@@ -29,3 +33,15 @@ async def index_model(
     async with ctx.db.autocommit() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
     return opened.row.embedding_model
+
+
+async def embed(ctx: ServiceContext, model: str, texts: Sequence[str]) -> Matrix:
+    """`texts` embedded with `model`, at most `max_embedded_items` per request: one
+    request must not hold the process's single embedding thread for minutes."""
+    limit = ctx.settings.max_embedded_items
+    if len(texts) > limit:
+        raise InvalidInput(
+            f"{len(texts)} texts to embed in one request; at most {limit} "
+            "(send vectors, or split the request)"
+        )
+    return await embeddings.embed(model, texts)

@@ -11,7 +11,6 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app import embeddings
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import IndexNotFound, InvalidInput, StoredDataCorrupt
@@ -191,7 +190,7 @@ async def _vectors_or_embeddings(
         raise InvalidInput(
             f"Items need a vector or text contents to embed with '{model}': {blank[:10]}"
         )
-    embedded = await embeddings.embed(model, [cast(str, batch.contents[p]) for p in missing])
+    embedded = await texts.embed(ctx, model, [cast(str, batch.contents[p]) for p in missing])
     if len(missing) == len(given):
         return embedded, model
     for row, p in enumerate(missing):

@@ -255,3 +255,20 @@ async def test_model_that_cannot_be_loaded_is_unavailable_and_nothing_is_written
     assert response.status_code == 503
     assert "could not be loaded" in response.json()["detail"]
     assert (await client.post("/vectors/num_vectors", json=text_index)).json() == {"result": 0}
+
+
+async def test_more_texts_than_one_request_may_embed_is_a_422_that_runs_no_model(
+    client: httpx.AsyncClient, text_index: dict[str, Any], model_calls: list[Sequence[str]]
+) -> None:
+    too_many = 4_097  # the default CIPHERVEC_MAX_EMBEDDED_ITEMS is 4,096
+    items = [{"id": str(i), "contents": f"text {i}"} for i in range(too_many)]
+    upserted = await client.post("/vectors/upsert", json={**text_index, "items": items})
+    assert upserted.status_code == 422, upserted.text
+    assert "at most 4096" in upserted.json()["detail"]
+    queried = await client.post("/vectors/query", json={
+        **text_index, "query_contents": [f"text {i}" for i in range(too_many)],
+    })
+    assert queried.status_code == 422, queried.text
+    assert model_calls == []
+    count = await client.post("/vectors/num_vectors", json=text_index)
+    assert count.json()["result"] == 0
