@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from app import migrate
 from app.config import Settings
 from app.localpg import LocalPostgres
-from app.main import create_app
 from app.services import auth
 from app.store.db import Database
+from tests.support.app_client import app_client
 from tests.support.kms import REGION, MotoKms
 
 
@@ -116,13 +116,15 @@ async def api_key(db: Database) -> str:
 @pytest.fixture(scope="session")
 async def client(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app in process, authenticated."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test/v1", headers={"X-API-Key": api_key}
-        ) as http:
-            yield http
+    async with app_client(settings, api_key=api_key) as http:
+        yield http
+
+
+@pytest.fixture
+async def second_process(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a second app instance: its own pool and caches, the same database."""
+    async with app_client(settings, api_key=api_key, base_url="http://other/v1") as http:
+        yield http
 
 
 @pytest.fixture

@@ -3,25 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
-
-from app.config import Settings
-from app.main import create_app
-
-
-@pytest.fixture
-async def second_process(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a second app instance: its own pool and caches, the same database."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://other/v1",
-        headers={"X-API-Key": api_key},
-    ) as http:
-        yield http
 
 
 async def _top(client: httpx.AsyncClient, index: dict[str, Any]) -> list[str]:

@@ -13,9 +13,9 @@ from sqlalchemy import text
 from app import migrate
 from app.config import Settings
 from app.localpg import LocalPostgres
-from app.main import create_app
 from app.services import auth
 from app.store.db import Database
+from tests.support.app_client import app_client
 from tests.support.server import free_port
 
 _FAIL_AT_COMMIT = (
@@ -43,12 +43,9 @@ async def _client(url: str) -> AsyncIterator[httpx.AsyncClient]:
     database = Database(url)
     key = (await auth.create_api_key(database, name="failing")).secret
     await database.dispose()
-    app = create_app(Settings(database_url=url))
     # Starlette re-raises a 500's exception after answering; the client must see the answer.
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=transport, base_url="http://test/v1", headers={"X-API-Key": key},
-    ) as client:
+    async with app_client(Settings(database_url=url), api_key=key,
+                          raise_app_exceptions=False) as client:
         yield client
 
 
@@ -82,10 +79,7 @@ async def test_unhandled_error_answers_with_the_request_id(
 
 async def test_unreachable_database_is_service_unavailable() -> None:
     url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/none"
-    app = create_app(Settings(database_url=url, db_connect_timeout_s=2))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test/v1"
-    ) as client:
+    async with app_client(Settings(database_url=url, db_connect_timeout_s=2)) as client:
         response = await client.get("/indexes/list", headers={"X-API-Key": "cv_0123456789ab_x"})
     assert response.status_code == 503
     assert response.json() == {"detail": "Database unavailable, try again shortly"}

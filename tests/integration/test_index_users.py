@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.main import create_app
 from tests.integration.test_kms_indexes import ITEMS
+from tests.support.app_client import app_client
 
 QUERY = {"query_vectors": [1, 0, 0, 0], "top_k": 1}
 
@@ -199,24 +199,22 @@ async def test_deleting_the_index_deletes_its_users(
 
 
 @pytest.fixture
-async def second_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def short_ttl_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Another app instance on the same database, trusting verified keys for 0.3 s."""
-    app = create_app(settings.model_copy(update={"api_key_cache_ttl_s": 0.3}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://other/v1"
-    ) as http:
+    fast_revocation = settings.model_copy(update={"api_key_cache_ttl_s": 0.3})
+    async with app_client(fast_revocation, base_url="http://other/v1") as http:
         yield http
 
 
 async def test_user_revocation_reaches_another_process_within_the_key_ttl(
-    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
+    client: httpx.AsyncClient, short_ttl_process: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
     user = await _user(client, index, "read")
     key = _as(user["api_key"])
-    assert (await second_process.post("/indexes/describe", json=index, headers=key)).is_success
+    assert (await short_ttl_process.post("/indexes/describe", json=index, headers=key)).is_success
     await client.delete(f"/indexes/{index['index_name']}/users/{user['user_id']}")
     await asyncio.sleep(0.35)
-    response = await second_process.post("/vectors/get", json={**index, "ids": ["a"]},
+    response = await short_ttl_process.post("/vectors/get", json={**index, "ids": ["a"]},
                                          headers=key)
     assert response.status_code == 401
 

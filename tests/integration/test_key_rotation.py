@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,25 +14,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.config import Settings
-from app.main import create_app
 from app.store.db import Database
 from app.store.tables import indexes, items
 from tests.integration.test_kms_indexes import ITEMS
 from tests.support.kms import MotoKms
 
 ALL = ["a", "b"]
-
-
-@pytest.fixture
-async def second_process(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a second app instance: its own caches, the same database."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://other/v1",
-        headers={"X-API-Key": api_key},
-    ) as http:
-        yield http
 
 
 async def _create(client: httpx.AsyncClient, **key: str) -> dict[str, Any]:

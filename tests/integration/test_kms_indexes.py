@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings
-from app.main import create_app
 from app.store.db import Database
 from app.store.tables import indexes
+from tests.support.app_client import app_client
 from tests.support.kms import MotoKms
 
 ITEMS = [
@@ -46,11 +46,8 @@ async def _stored(db: Database, name: str) -> dict[str, Any]:
 @pytest.fixture
 async def uncached(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """A second app instance that caches no data key, so every request asks the KMS."""
-    app = create_app(settings.model_copy(update={"dek_cache_ttl_s": 0.0}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://uncached/v1",
-        headers={"X-API-Key": api_key},
-    ) as http:
+    no_key_cache = settings.model_copy(update={"dek_cache_ttl_s": 0.0})
+    async with app_client(no_key_cache, api_key=api_key, base_url="http://uncached/v1") as http:
         yield http
 
 

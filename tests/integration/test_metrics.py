@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
-from app.main import create_app
 from app.store import indexes as index_repo
 from app.store.db import Database
+from tests.support.app_client import app_client
 
 
 def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -106,10 +106,8 @@ async def test_metrics_are_not_part_of_the_api_schema(client: httpx.AsyncClient)
 
 @pytest.fixture
 async def without_metrics(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"metrics": False}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test"
-    ) as client:
+    async with app_client(settings.model_copy(update={"metrics": False}),
+                          base_url="http://test") as client:
         yield client
 
 

@@ -12,8 +12,8 @@ from sklearn.datasets import make_blobs
 from sqlalchemy import text
 
 from app.config import Settings
-from app.main import create_app
 from app.store.db import Database
+from tests.support.app_client import app_client
 from tests.support.recall import create_index, recall_at_10, upsert_vectors
 
 
@@ -154,11 +154,8 @@ async def test_upserts_racing_a_training_run_are_never_lost(
 @pytest.fixture
 async def eager_client(settings: Settings, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client of an app that auto-trains at 500 vectors."""
-    app = create_app(settings.model_copy(update={"auto_train_threshold": 500}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://test/v1",
-        headers={"X-API-Key": api_key},
-    ) as http:
+    eager = settings.model_copy(update={"auto_train_threshold": 500})
+    async with app_client(eager, api_key=api_key) as http:
         yield http
 
 

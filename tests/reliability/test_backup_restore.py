@@ -18,7 +18,7 @@ import pytest
 
 from app.config import Settings
 from app.localpg import LocalPostgres
-from app.main import create_app
+from tests.support.app_client import app_client
 
 DIMENSION = 16
 
@@ -105,11 +105,8 @@ async def test_a_dump_taken_during_writes_restores_to_the_same_answers_without_p
         str(pg_cluster.bin_dir / "pg_restore"), "--no-owner", "--exit-on-error",
         "-d", pg_cluster.libpq_url(restored_name), str(dump_file),
     ])
-    app = create_app(settings.model_copy(update={"database_url": restored_url}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://restored/v1",
-        headers={"X-API-Key": api_key},
-    ) as restored:
+    async with app_client(settings.model_copy(update={"database_url": restored_url}),
+                          api_key=api_key, base_url="http://restored/v1") as restored:
         assert await _answers(restored, steady, queries) == before
         listed = (await restored.post("/vectors/list_ids", json=busy)).json()["ids"]
         count = (await restored.post("/vectors/num_vectors", json=busy)).json()["result"]
