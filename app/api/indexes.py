@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from app.api.deps import Caller, Context
 from app.ivf.distance import Metric
-from app.schemas.common import IndexOperationRequest, SuccessResponse
+from app.schemas.common import IndexOperationRequest, SuccessResponse, key_from_hex
 from app.schemas.indexes import (
     CreateIndexRequest,
     IndexInfoResponse,
@@ -40,7 +40,7 @@ async def create_index(
     caller.require_tenant_key()
     spec = service.IndexSpec(
         name=body.index_name,
-        index_key=bytes.fromhex(body.index_key) if body.index_key else None,
+        index_key=key_from_hex(body.index_key),
         kms_name=body.kms_name,
         dimension=body.dimension,
         metric=body.metric or Metric.EUCLIDEAN,
@@ -118,7 +118,7 @@ async def rotate_key(body: RotateKeyRequest, ctx: Context, caller: Caller) -> Ro
     caller.authorize(body.index_name, Permission.ADMIN)
     rotation = await service.rotate_key(
         ctx, caller.tenant, body.index_name, body.key_bytes(),
-        bytes.fromhex(body.new_index_key) if body.new_index_key else None,
+        key_from_hex(body.new_index_key),
         body.new_kms_name,
     )
     return RotateKeyResponse(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Response
 
 from app.api.deps import Caller, Context
 from app.errors import BadRequest
-from app.schemas.common import ErrorResponse, IndexName
+from app.schemas.common import IndexName, key_from_hex
 from app.schemas.indexes import (
     CreateUserRequest,
     CreateUserResponse,
@@ -18,11 +18,7 @@ from app.schemas.indexes import (
 )
 from app.services import users as service
 
-router = APIRouter(
-    prefix="/indexes/{index_name}/users",
-    tags=["users"],
-    responses={code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 503)},
-)
+router = APIRouter(prefix="/indexes/{index_name}/users", tags=["users"])
 
 _KEY_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -36,11 +32,9 @@ IndexKeyHeader = Annotated[
 
 
 def _header_key(value: str | None) -> bytes | None:
-    if value is None or value == "":
-        return None
-    if not _KEY_HEX.match(value):
+    if value and not _KEY_HEX.match(value):
         raise BadRequest("X-Index-Key must be the index key as 64 hex characters")
-    return bytes.fromhex(value)
+    return key_from_hex(value)
 
 
 @router.post("", response_model=CreateUserResponse)
@@ -48,7 +42,7 @@ async def create_user(
     index_name: IndexNamePath, body: CreateUserRequest, ctx: Context, caller: Caller
 ) -> CreateUserResponse:
     """Mint an API key limited to this index and the given permissions."""
-    key = bytes.fromhex(body.index_key) if body.index_key else None
+    key = key_from_hex(body.index_key)
     new = await service.create_user(ctx, caller, index_name, body.permissions, key)
     return CreateUserResponse(user_id=new.user_id, api_key=new.api_key)
 

@@ -16,6 +16,11 @@ IndexKeyHex = Annotated[
 ]
 
 
+def key_from_hex(value: str | None) -> bytes | None:
+    """A validated hex key field (or header) as bytes; None when it was not sent."""
+    return bytes.fromhex(value) if value else None
+
+
 class IndexOperationRequest(BaseModel):
     """`index_name` plus the key that opens it."""
 
@@ -24,7 +29,7 @@ class IndexOperationRequest(BaseModel):
 
     def key_bytes(self) -> bytes | None:
         """The decoded index key, if one was sent."""
-        return bytes.fromhex(self.index_key) if self.index_key is not None else None
+        return key_from_hex(self.index_key)
 
 
 class SuccessResponse(BaseModel):
