@@ -11,13 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import httpx
-
+from bench.run import wait_healthy
 from tests.support.server import free_port
 
 _LAUNCHER = """
@@ -59,20 +57,13 @@ def start_service(database_url: str, **settings: str) -> ServiceProcess:
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
         env=env,
     )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"service exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return ServiceProcess(process, url)
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("service did not become healthy")
-        time.sleep(0.1)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process, timeout=60)
+    except RuntimeError:
+        process.kill()
+        raise
+    return ServiceProcess(process, f"{base}/v1")
 
 
 @contextmanager
