@@ -16,13 +16,13 @@ From an index's DEK, HKDF-SHA256 derives independent sub-keys, one per use:
 
 from __future__ import annotations
 
-import hmac
 import struct
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.crypto.aead import KEY_BYTES, Aead
+from app.crypto.prf import HmacSha256
 
 TOKEN_BYTES = 16
 _LABEL_PREFIX = b"ciphervec/v1/"
@@ -45,20 +45,20 @@ class IndexCipher:
         self._item = Aead(_derive(dek, "item"))
         self._block = Aead(_derive(dek, "block"))
         self._centroid = Aead(_derive(dek, "centroid"))
-        self._id_key = _derive(dek, "id-token")
-        self._list_key = _derive(dek, "list-tag")
+        self._id_key = HmacSha256(_derive(dek, "id-token"))
+        self._list_key = HmacSha256(_derive(dek, "list-tag"))
 
     def __repr__(self) -> str:
         return f"IndexCipher(index_id={self.index_id}, <secret>)"
 
     def id_token(self, item_id: str) -> bytes:
         """The opaque token under which an item id is stored."""
-        return hmac.digest(self._id_key, item_id.encode("utf-8"), "sha256")[:TOKEN_BYTES]
+        return self._id_key.digest(item_id.encode("utf-8"))[:TOKEN_BYTES]
 
     def list_tag(self, version: int, list_no: int) -> bytes:
         """The opaque tag of inverted list `list_no` in index version `version`."""
         message = struct.pack(">QQ", version, list_no)
-        return hmac.digest(self._list_key, message, "sha256")[:TOKEN_BYTES]
+        return self._list_key.digest(message)[:TOKEN_BYTES]
 
     def _item_aad(self, id_token: bytes, seq: int) -> bytes:
         return b"item" + self._prefix + id_token + seq.to_bytes(8, "big")

@@ -141,9 +141,14 @@ async def upsert(
             return _SealedChunk(tokens, chunk_seqs, payloads, blocks)
 
         chunk = seal_chunk(0)
+        added = 0
         for start in range(_WRITE_CHUNK, n, _WRITE_CHUNK):
-            _, chunk = await alongside(_write(conn, opened, chunk), partial(seal_chunk, start))
-        n_items = await _write(conn, opened, chunk)
+            new_items, chunk = await alongside(
+                _write(conn, opened, chunk), partial(seal_chunk, start)
+            )
+            added += new_items
+        added += await _write(conn, opened, chunk)
+        n_items = await index_repo.add_items(conn, opened.row.id, added)
     after = await maintenance.after_write(ctx, opened, n_items)
     return UpsertOutcome(n, after.training_message, after.warning)
 
@@ -163,7 +168,8 @@ def _seal_vectors(
 
 
 async def _write(conn: AsyncConnection, opened: OpenIndex, chunk: _SealedChunk) -> int:
-    return await item_repo.write_batch(
+    """Store a chunk's items and blocks; returns how many of its items are new."""
+    return await item_repo.replace_items(
         conn, opened.row.id, chunk.tokens, chunk.seqs, chunk.payloads, chunk.blocks
     )
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, insert
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
+from app.store.db import copy_rows
 from app.store.indexes import IndexRow
 from app.store.tables import vector_blocks as vb
 
@@ -41,9 +42,9 @@ def _of_version(index_id: int, version: int) -> ColumnElement[bool]:
 
 
 async def insert_blocks(conn: AsyncConnection, index_id: int, blocks: Sequence[BlockRow]) -> None:
-    """Store new blocks in one multi-row INSERT."""
+    """Store new blocks (by COPY, inside the caller's transaction)."""
     if blocks:
-        await conn.execute(insert(vb), [{"index_id": index_id, **b._asdict()} for b in blocks])
+        await copy_rows(conn, vb, ("index_id", *BlockRow._fields), [(index_id, *b) for b in blocks])
 
 
 class BlockRef(NamedTuple):

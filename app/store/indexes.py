@@ -114,14 +114,15 @@ async def reserve_seqs(
     return SeqReservation(row=index_row, first_seq=int(fields["next_seq"]) - count + 1)
 
 
-async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
-    """Adjust the live item count after inserts (+) or deletes (-)."""
-    if delta:
-        await conn.execute(
-            indexes.update()
-            .where(indexes.c.id == index_id)
-            .values(n_items=indexes.c.n_items + delta)
-        )
+async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> int:
+    """Adjust the live item count after inserts (+) or deletes (-); returns the new count."""
+    result = await conn.execute(
+        indexes.update()
+        .where(indexes.c.id == index_id)
+        .values(n_items=indexes.c.n_items + delta)
+        .returning(indexes.c.n_items)
+    )
+    return int(result.scalar_one())
 
 
 async def reserve_ids(conn: AsyncConnection, index_id: int, count: int) -> int:

@@ -21,24 +21,24 @@ class ItemRow(NamedTuple):
     payload: bytes
 
 
-_WRITE_BATCH = text(
+_REPLACE_BATCH = text(
     """
-    WITH written AS (
+    WITH replaced AS (
+        DELETE FROM items WHERE index_id = :index_id AND id_token = ANY(:tokens)
+        RETURNING 1
+    ), written AS (
         INSERT INTO items (index_id, id_token, seq, payload)
         SELECT :index_id, t.id_token, t.seq, t.payload
         FROM unnest(:tokens, :seqs, :payloads) AS t(id_token, seq, payload)
-        ON CONFLICT (index_id, id_token)
-        DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload
-        RETURNING xmax = 0 AS inserted
+        -- Reading `replaced` makes the DELETE finish before the first insert.
+        WHERE (SELECT count(*) FROM replaced) >= 0
     ), stored_blocks AS (
         INSERT INTO vector_blocks (index_id, block_id, version, list_tag, n_vectors, ciphertext)
         SELECT :index_id, b.block_id, b.version, b.list_tag, b.n_vectors, b.ciphertext
         FROM unnest(:block_ids, :versions, :tags, :counts, :blobs)
             AS b(block_id, version, list_tag, n_vectors, ciphertext)
     )
-    UPDATE indexes SET n_items = n_items + (SELECT count(*) FILTER (WHERE inserted) FROM written)
-    WHERE id = :index_id
-    RETURNING n_items
+    SELECT count(*) FROM replaced
     """
 ).bindparams(
     bindparam("tokens", type_=ARRAY(BYTEA)),
@@ -52,7 +52,7 @@ _WRITE_BATCH = text(
 )
 
 
-async def write_batch(
+async def replace_items(
     conn: AsyncConnection,
     index_id: int,
     tokens: Sequence[bytes],
@@ -60,12 +60,17 @@ async def write_batch(
     payloads: Sequence[bytes],
     blocks: Sequence[BlockRow],
 ) -> int:
-    """Insert or overwrite items, add their blocks and count them, in one round trip.
+    """Insert items, overwriting any stored under the same tokens, and add their
+    blocks, in one statement; returns how many items were new.
 
-    Returns the index's live item count afterwards.
+    Old rows are deleted and new ones inserted, which costs PostgreSQL less than
+    INSERT ... ON CONFLICT DO UPDATE (a speculative insertion per row). That is
+    only safe while no other transaction can insert one of these tokens before
+    commit: the caller holds the index row lock taken by `reserve_seqs`, which
+    every writer of an index takes first.
     """
     result = await conn.execute(
-        _WRITE_BATCH,
+        _REPLACE_BATCH,
         {
             "index_id": index_id, "tokens": list(tokens), "seqs": list(seqs),
             "payloads": list(payloads),
@@ -74,7 +79,7 @@ async def write_batch(
             "blobs": [b.ciphertext for b in blocks],
         },
     )
-    return int(result.scalar_one())
+    return len(tokens) - int(result.scalar_one())
 
 
 _COLUMNS = (items.c.id_token, items.c.seq, items.c.payload)

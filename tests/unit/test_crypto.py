@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 
 import pytest
@@ -16,8 +17,19 @@ from app.crypto.envelope import (
     wrap_data_key,
 )
 from app.crypto.index_cipher import IndexCipher
+from app.crypto.prf import HmacSha256
 
 KEY = bytes(range(32))
+
+
+@given(st.binary(max_size=100), st.binary(max_size=300))
+def test_prepared_hmac_equals_the_standard_library(key: bytes, message: bytes) -> None:
+    assert HmacSha256(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+def test_prepared_hmac_matches_rfc_4231_test_case_2() -> None:
+    mac = HmacSha256(b"Jefe").digest(b"what do ya want for nothing?")
+    assert mac.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
 
 
 @given(st.binary(max_size=4096), st.binary(max_size=64))
