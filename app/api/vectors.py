@@ -91,7 +91,7 @@ def _item_fields(item: ItemPayload, include: Iterable[str]) -> dict[str, Any]:
             fields["metadata"] = item.metadata or {}
         elif name == "contents":
             fields["contents"] = item.contents or ""
-        elif name == "vector":
+        elif name == "vector" and item.vector is not None:
             fields["vector"] = item.vector.tolist()
     return fields
 
@@ -164,7 +164,8 @@ async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
     """Stored items by id, in request order; unknown ids are left out."""
     caller.authorize(body.index_name, Permission.READ)
     found = await service.get_items(
-        ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids
+        ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids,
+        with_vectors="vector" in body.include,
     )
     return {"results": [_item_fields(item, body.include) for item in found]}
 

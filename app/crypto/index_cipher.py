@@ -8,6 +8,8 @@ From an index's DEK, HKDF-SHA256 derives independent sub-keys, one per use:
 - `block`:    AES-GCM over a packed block of vectors; associated data = index id,
               index version, list tag and block id.
 - `centroid`: AES-GCM over an index version's centroids.
+- `list-map`: AES-GCM over a page of an index version's (sequence, list) map;
+              associated data = index id, version and the page's first sequence.
 - `id`:       HMAC-SHA256 key for id tokens; rows are addressed by
               `id_token = HMAC(k_id, id)[:16]`, never by the id.
 - `list`:     HMAC-SHA256 key for list tags `HMAC(k_list, version || list_no)[:16]`,
@@ -37,7 +39,9 @@ def _derive(dek: bytes, label: str) -> bytes:
 class IndexCipher:
     """All cryptographic operations on one index's data, under its DEK."""
 
-    __slots__ = ("index_id", "_prefix", "_item", "_block", "_centroid", "_id_key", "_list_key")
+    __slots__ = (
+        "index_id", "_prefix", "_item", "_block", "_centroid", "_list_map", "_id_key", "_list_key"
+    )
 
     def __init__(self, dek: bytes, index_id: int) -> None:
         self.index_id = index_id
@@ -45,6 +49,7 @@ class IndexCipher:
         self._item = Aead(_derive(dek, "item"))
         self._block = Aead(_derive(dek, "block"))
         self._centroid = Aead(_derive(dek, "centroid"))
+        self._list_map = Aead(_derive(dek, "list-map"))
         self._id_key = HmacSha256(_derive(dek, "id-token"))
         self._list_key = HmacSha256(_derive(dek, "list-tag"))
 
@@ -92,3 +97,14 @@ class IndexCipher:
     def open_centroids(self, version: int, blob: bytes) -> bytes:
         """Decrypt the packed centroids of an index version."""
         return self._centroid.open(blob, self._centroid_aad(version))
+
+    def _list_map_aad(self, version: int, first_seq: int) -> bytes:
+        return b"list-map" + self._prefix + struct.pack(">Qq", version, first_seq)
+
+    def seal_list_map(self, version: int, first_seq: int, plaintext: bytes) -> bytes:
+        """Encrypt one page of a version's (sequence, list) map."""
+        return self._list_map.seal(plaintext, self._list_map_aad(version, first_seq))
+
+    def open_list_map(self, version: int, first_seq: int, blob: bytes) -> bytes:
+        """Decrypt one page of a version's (sequence, list) map."""
+        return self._list_map.open(blob, self._list_map_aad(version, first_seq))

@@ -1,8 +1,12 @@
-"""Plaintext layout of a vector block: many (sequence, vector) entries in one buffer.
+"""Plaintext layouts of packed entries: vector blocks and list-map pages.
 
-Layout, little-endian: count u32, dimension u32, `count` int64 write
-sequences, then `count x dimension` float32 values. One block is encrypted
-with one AEAD call, so a search pays one decryption per block, not per vector.
+A vector block holds many (sequence, vector) entries, little-endian: count u32,
+dimension u32, `count` int64 write sequences, then `count x dimension` float32
+values. One block is encrypted with one AEAD call, so a search pays one
+decryption per block, not per vector.
+
+A list-map page holds (sequence, list) pairs sorted by sequence: count u32,
+`count` int64 sequences, then `count` int32 list numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy.typing as npt
 from app.ivf.vectors import Matrix
 
 _HEADER = struct.Struct("<II")
+_COUNT = struct.Struct("<I")
 Seqs = npt.NDArray[np.int64]
 
 
@@ -40,3 +45,20 @@ def unpack_block(data: bytes) -> tuple[Seqs, Matrix]:
     offset += 8 * count
     vectors = np.frombuffer(data, dtype="<f4", count=count * dimension, offset=offset)
     return seqs.astype(np.int64, copy=False), vectors.reshape(count, dimension)
+
+
+def pack_list_map(seqs: Seqs, lists: npt.NDArray[np.int64]) -> bytes:
+    """Serialize (sequence, list) pairs; `seqs` must be ascending."""
+    if seqs.shape != lists.shape:
+        raise ValueError("one list per sequence")
+    return b"".join(
+        (_COUNT.pack(len(seqs)), seqs.astype("<i8").tobytes(), lists.astype("<i4").tobytes())
+    )
+
+
+def unpack_list_map(data: bytes) -> tuple[Seqs, npt.NDArray[np.int64]]:
+    """Parse a list-map page into (ascending sequences, their lists)."""
+    (count,) = _COUNT.unpack_from(data)
+    seqs = np.frombuffer(data, dtype="<i8", count=count, offset=_COUNT.size)
+    lists = np.frombuffer(data, dtype="<i4", count=count, offset=_COUNT.size + 8 * count)
+    return seqs.astype(np.int64), lists.astype(np.int64)

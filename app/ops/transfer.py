@@ -261,6 +261,8 @@ async def finish_background_work(ctx: ServiceContext) -> None:
 
 def item_json(item: ItemPayload) -> dict[str, Any]:
     """An item as one export line (the shape import reads)."""
+    if item.vector is None:
+        raise ValueError(f"item {item.id!r} was read without its vector")
     return {
         "id": item.id,
         "vector": item.vector.tolist(),

@@ -48,6 +48,20 @@ def seal_assigned(
     return rows
 
 
+def entry_blocks(lists: Lists, blocks: Sequence[BlockRow]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The id of the block each entry went into, in the input order of the
+    `seal_assigned` call that made `blocks` from `lists`.
+
+    That call packs entries list by list (a stable sort), block after block, so
+    the blocks' entry counts, in order, cover the sorted entries exactly.
+    """
+    placed = np.empty(len(lists), dtype=np.int64)
+    placed[np.argsort(lists, kind="stable")] = np.repeat(
+        [b.block_id for b in blocks], [b.n_vectors for b in blocks]
+    )
+    return placed
+
+
 def seal_list(
     cipher: IndexCipher,
     version: int,

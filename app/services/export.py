@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
+from app.services.blockstore import open_blocks
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.payload import ItemPayload
 from app.services.vectors import open_payload
+from app.store import blocks as block_repo
 from app.store import items as item_repo
 
 
 async def stream_items(
-    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, page_size: int = 1024
+    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, page_blocks: int = 8
 ) -> AsyncIterator[list[ItemPayload]]:
-    """Every live item of the index, decrypted, in pages of `page_size` (id token order).
+    """Every live item of the index with its vector, decrypted, in pages (block order).
 
-    One read-only REPEATABLE READ transaction: the pages form one consistent
-    snapshot even while the index is being written to.
+    Each live item's vector sits in exactly one block of the active version,
+    so walking those blocks and keeping the entries an item still holds visits
+    every item once. One read-only REPEATABLE READ transaction: the pages form
+    one consistent snapshot even while the index is being written to.
     """
     async with ctx.db.transaction(snapshot=True) as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
-        async for page in item_repo.stream_items(conn, opened.row.id, page_size):
-            yield [open_payload(opened.cipher, row) for row in page]
+        version, cursor = opened.row.active_version, 0
+        while True:
+            blocks = await block_repo.page_of_blocks(
+                conn, opened.row.id, version, after_block_id=cursor, limit=page_blocks
+            )
+            if not blocks:
+                return
+            cursor = blocks[-1].block_id
+            seqs, vectors = open_blocks(opened.cipher, blocks)
+            position = {seq: p for p, seq in enumerate(seqs.tolist())}
+            rows = await item_repo.items_by_seqs(conn, opened.row.id, position)
+            yield [
+                replace(open_payload(opened.cipher, row), vector=vectors[position[row.seq]])
+                for row in sorted(rows, key=lambda row: position[row.seq])
+            ]

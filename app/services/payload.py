@@ -1,9 +1,15 @@
 """Plaintext layout of an item payload (before encryption).
 
 Little-endian: `u8 format | u16 id length | id | u32 contents length | contents |
-u32 metadata length | metadata JSON | float32 vector`. The id, contents and
-metadata travel with the vector in one ciphertext per row, so a point read
-costs one decryption; JSON is only paid for items that carry metadata.
+u32 metadata length | metadata JSON | tail`. The id, contents and metadata
+travel in one ciphertext per row, so a point read costs one decryption; JSON is
+only paid for items that carry metadata.
+
+The tail depends on the format:
+- 2 (written now): where the vector was written, `u32 version | u32 list | i64 block`.
+  The vector itself is stored once, in its inverted list's block; see
+  app.services.places for how a read finds it.
+- 1 (written before): the vector itself, float32. Such rows are still read.
 """
 
 from __future__ import annotations
@@ -17,43 +23,59 @@ import numpy as np
 
 from app.ivf.vectors import Matrix
 
-_FORMAT = 1
+_WITH_PLACE = 2
+_WITH_VECTOR = 1
 _HEAD = struct.Struct("<BH")
 _LENGTH = struct.Struct("<I")
+_PLACE = struct.Struct("<IIq")
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPlace:
+    """Where an item's vector was written: index version, inverted list and block."""
+
+    version: int
+    list_no: int
+    block_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class ItemPayload:
-    """One item as stored: id, optional contents and metadata, and its vector."""
+    """One item as stored: id, optional contents and metadata, and its vector or
+    the place it was written (whichever the row holds)."""
 
     id: str
-    vector: Matrix
+    vector: Matrix | None
     contents: str | None = None
     metadata: dict[str, Any] | None = None
+    place: VectorPlace | None = None
 
 
-def encode_payload(item: ItemPayload) -> bytes:
-    """Serialize an item for encryption; non-finite metadata numbers raise ValueError."""
-    ident = item.id.encode()
-    contents = item.contents.encode() if item.contents else b""
-    metadata = (
-        json.dumps(item.metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        .encode()
-        if item.metadata
+def encode_fields(item_id: str, contents: str | None, metadata: dict[str, Any] | None) -> bytes:
+    """The payload up to its tail; non-finite metadata numbers raise ValueError."""
+    ident = item_id.encode()
+    text = contents.encode() if contents else b""
+    meta = (
+        json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        if metadata
         else b""
     )
     return b"".join((
-        _HEAD.pack(_FORMAT, len(ident)), ident,
-        _LENGTH.pack(len(contents)), contents,
-        _LENGTH.pack(len(metadata)), metadata,
-        item.vector.astype("<f4", copy=False).tobytes(),
+        _HEAD.pack(_WITH_PLACE, len(ident)), ident,
+        _LENGTH.pack(len(text)), text,
+        _LENGTH.pack(len(meta)), meta,
     ))
 
 
+def with_place(fields: bytes, place: VectorPlace) -> bytes:
+    """A whole payload: `encode_fields` output followed by the vector's place."""
+    return fields + _PLACE.pack(place.version, place.list_no, place.block_id)
+
+
 def decode_payload(data: bytes) -> ItemPayload:
-    """Parse a decrypted payload."""
+    """Parse a decrypted payload of either format."""
     fmt, id_length = _HEAD.unpack_from(data)
-    if fmt != _FORMAT:
+    if fmt not in (_WITH_PLACE, _WITH_VECTOR):
         raise ValueError(f"unknown payload format {fmt}")
     offset = _HEAD.size
     ident = data[offset : offset + id_length].decode()
@@ -66,5 +88,8 @@ def decode_payload(data: bytes) -> ItemPayload:
     offset += _LENGTH.size
     metadata = json.loads(data[offset : offset + metadata_length]) if metadata_length else None
     offset += metadata_length
-    vector = np.frombuffer(data, dtype="<f4", offset=offset).astype(np.float32)
-    return ItemPayload(id=ident, vector=vector, contents=contents, metadata=metadata)
+    if fmt == _WITH_VECTOR:
+        vector = np.frombuffer(data, dtype="<f4", offset=offset).astype(np.float32)
+        return ItemPayload(id=ident, vector=vector, contents=contents, metadata=metadata)
+    place = VectorPlace(*_PLACE.unpack_from(data, offset))
+    return ItemPayload(id=ident, vector=None, contents=contents, metadata=metadata, place=place)

@@ -6,7 +6,7 @@ item row still holds their write sequence, so overwritten and deleted items
 never appear. Candidates are examined in order of score, in growing rounds,
 until each query has `top_k` live items that pass its metadata filter (or its
 candidates run out). Only the winners' payloads are decrypted, unless a
-filter needs their metadata.
+filter needs their metadata; a winner's vector is the one scanned from its block.
 
 Searches run outside a transaction, each statement on its own snapshot: the
 view (index row and block listing) may come from the process cache, and the
@@ -19,7 +19,7 @@ never mixes two index versions.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,7 @@ class _QueryState:
     scores: np.ndarray[Any, np.dtype[np.float32]]
     order: Positions
     examined: int = 0
-    hits: list[tuple[float, int]] = field(default_factory=list)
+    hits: list[tuple[float, int, int]] = field(default_factory=list)  # distance, seq, position
 
     def unexamined(self) -> Positions:
         return self.candidates[self.order[self.examined :]]
@@ -211,7 +211,10 @@ async def _search(
         predicate,
     )
     return [
-        [Hit(_payload(opened, rows[s], payloads), d) for d, s in sorted(st.hits)[: spec.top_k]]
+        [
+            Hit(replace(_payload(opened, rows[s], payloads), vector=vectors[p]), d)
+            for d, s, p in sorted(st.hits)[: spec.top_k]
+        ]
         for st in states
     ]
 
@@ -264,7 +267,9 @@ async def _select(
             if live:
                 positions = np.asarray(live, dtype=np.intp)
                 dists = exact_distances(queries[q], vectors[positions], metric)
-                st.hits.extend(zip(dists.tolist(), seqs[positions].tolist(), strict=True))
+                st.hits.extend(
+                    zip(dists.tolist(), seqs[positions].tolist(), live, strict=True)
+                )
             if len(st.hits) < top_k and len(st.order) < len(st.scores):
                 st.widen()
 

@@ -6,7 +6,8 @@
    in pages of about `batch_size` vectors, decrypt, drop stale entries, and
    feed MiniBatchKMeans until the centroids settle or `max_iters` passes.
 3. Assign: write every live vector into the new version's blocks (invisible,
-   since the version is not active yet).
+   since the version is not active yet), and the list each went into in the
+   version's list map (see app.services.places).
 4. Catch up: vectors upserted meanwhile sit in blocks with ids > S; assign
    them too, first without blocking writers, then
 5. Switch: in one transaction holding the index row lock, assign the last
@@ -25,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.index_cipher import IndexCipher
 from app.errors import IndexNotFound, InvalidInput
@@ -39,10 +41,12 @@ from app.services.blockstore import open_blocks, seal_assigned, seal_centroids
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.locking import maintenance_lock
+from app.services.places import seal_list_map
 from app.store import blocks as block_repo
 from app.store import centroids as centroid_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
+from app.store import list_maps as list_map_repo
 from app.store import locks
 from app.store.indexes import IndexRow
 
@@ -89,6 +93,7 @@ class _Run:
     row: IndexRow
     metric: Metric
     page_blocks: int
+    placed: list[tuple[Seqs, np.ndarray]] = field(default_factory=list)
 
     async def pages(
         self, version: int, after: int, up_to: int | None, live: Seqs | None
@@ -120,6 +125,7 @@ class _Run:
         if not len(seqs):
             return
         lists = await asyncio.to_thread(_assign, vectors, centroids, self.metric)
+        self.placed.append((seqs, lists))
         block_size = self.ctx.settings.block_max_vectors
         order = np.argsort(lists, kind="stable")
         list_ends = np.flatnonzero(np.diff(lists[order])) + 1
@@ -186,7 +192,8 @@ async def run_locked(
     page_blocks = max(1, params.batch_size // block_size)
     if params.max_memory_mb:
         page_bytes = (page_blocks + 1) * block_size * dimension * 4 * 3
-        needed = 8 * n_vectors + page_bytes + 3 * n_lists * dimension * 4
+        # live sequences, then each entry's (sequence, list) for the list map
+        needed = 24 * n_vectors + page_bytes + 3 * n_lists * dimension * 4
         if needed > params.max_memory_mb * MB:
             raise InvalidInput(
                 f"max_memory of {params.max_memory_mb} MB is too small to train this index; "
@@ -196,6 +203,7 @@ async def run_locked(
     run = _Run(ctx, cipher, row, Metric(row.metric), page_blocks)
     async with ctx.db.transaction() as conn:
         await block_repo.delete_version(conn, row.id, new)
+        await list_map_repo.delete_version(conn, row.id, new)
 
     kmeans = StreamingKMeans(n_lists, run.metric, batch_size=params.batch_size)
     held: list[tuple[Seqs, Matrix]] | None = None if params.max_memory_mb else []
@@ -236,6 +244,8 @@ async def run_locked(
         cursor = bound.next_seq
 
     async with ctx.db.transaction() as conn:
+        await _store_list_map(conn, cipher, row.id, new, run.placed)
+    async with ctx.db.transaction() as conn:
         final = await index_repo.lock_index(conn, row.id)
         if final is None:
             raise IndexNotFound(row.name)
@@ -250,6 +260,7 @@ async def run_locked(
                 cipher, new, lists, late_seqs, late_vectors, block_size,
                 block_ids=itertools.count(first),
             ))
+            await _store_list_map(conn, cipher, row.id, new, [(late_seqs, lists)])
         await centroid_repo.insert_centroids(
             conn, row.id, new, n_lists, seal_centroids(cipher, new, centroids)
         )
@@ -258,7 +269,19 @@ async def run_locked(
     async with ctx.db.transaction() as conn:
         await block_repo.delete_other_versions(conn, row.id, new)
         await centroid_repo.delete_other_versions(conn, row.id, new)
+        await list_map_repo.delete_other_versions(conn, row.id, new)
     return TrainResult(version=new, n_lists=n_lists, n_vectors=n_vectors, passes=passes)
+
+
+async def _store_list_map(
+    conn: AsyncConnection, cipher: IndexCipher, index_id: int, version: int,
+    placed: list[tuple[Seqs, np.ndarray]],
+) -> None:
+    if placed:
+        seqs = np.concatenate([s for s, _ in placed])
+        lists = np.concatenate([lists for _, lists in placed])
+        pages = await asyncio.to_thread(seal_list_map, cipher, version, seqs, lists)
+        await list_map_repo.insert_pages(conn, index_id, version, pages)
 
 
 def _feed(kmeans: StreamingKMeans, vectors: Matrix, batch_size: int) -> None:

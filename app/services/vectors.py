@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, cast
 
@@ -14,16 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import IndexNotFound, InvalidInput, StoredDataCorrupt
-from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import maintenance, texts
-from app.services.blockstore import seal_assigned
+from app.services.blockstore import entry_blocks, seal_assigned
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index, open_row
 from app.services.overlap import alongside
-from app.services.payload import ItemPayload, decode_payload, encode_payload
+from app.services.payload import (
+    ItemPayload,
+    VectorPlace,
+    decode_payload,
+    encode_fields,
+    with_place,
+)
+from app.services.places import find_vectors
 from app.store import indexes as index_repo
 from app.store import items as item_repo
 from app.store.blocks import BlockRow
@@ -55,11 +61,11 @@ def _check_ids(ids: Sequence[str], max_items: int) -> None:
         raise InvalidInput(f"Duplicate ids in one request: {dupes[:10]}")
 
 
-def _encode_all(batch: ItemBatch, vectors: Matrix) -> list[bytes]:
+def _encode_fields(batch: ItemBatch) -> list[bytes]:
     try:
         return [
-            encode_payload(ItemPayload(id=i, vector=v, contents=c or None, metadata=m or None))
-            for i, v, c, m in zip(batch.ids, vectors, batch.contents, batch.metadata, strict=True)
+            encode_fields(i, c or None, m or None)
+            for i, c, m in zip(batch.ids, batch.contents, batch.metadata, strict=True)
         ]
     except ValueError as exc:
         raise InvalidInput(f"Metadata must be finite JSON values: {exc}") from exc
@@ -108,9 +114,9 @@ async def upsert(
     vectors = vector_matrix(rows, 0)
     n = len(batch.ids)
     async with ctx.db.transaction() as conn:
-        reservation, plaintexts = await alongside(
+        reservation, fields = await alongside(
             index_repo.reserve_seqs(conn, tenant, name, n, vectors.shape[1]),
-            lambda: _encode_all(batch, vectors),
+            lambda: _encode_fields(batch),
         )
         if reservation is None:
             raise IndexNotFound(name)
@@ -128,43 +134,40 @@ async def upsert(
         version = opened.row.active_version
         centroids = await ctx.centroids.load(conn, opened.cipher, version)
         seqs = np.arange(reservation.first_seq, reservation.first_seq + n, dtype=np.int64)
+        lists = (
+            np.zeros(n, dtype=np.int64)
+            if centroids is None
+            else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
+        )
+        blocks = seal_assigned(
+            opened.cipher, version, lists, seqs, vectors, ctx.settings.block_max_vectors
+        )
+        block_ids = entry_blocks(lists, blocks)
 
-        def seal_chunk(start: int) -> _SealedChunk:
+        def seal_items(start: int) -> _SealedChunk:
             stop = min(start + _WRITE_CHUNK, n)
             tokens = [opened.cipher.id_token(i) for i in batch.ids[start:stop]]
             chunk_seqs = seqs[start:stop].tolist()
+            places = zip(lists[start:stop].tolist(), block_ids[start:stop].tolist(), strict=True)
             payloads = [
-                opened.cipher.seal_item(t, s, p)
-                for t, s, p in zip(tokens, chunk_seqs, plaintexts[start:stop], strict=True)
+                opened.cipher.seal_item(t, s, with_place(f, VectorPlace(version, list_no, block)))
+                for t, s, f, (list_no, block) in zip(
+                    tokens, chunk_seqs, fields[start:stop], places, strict=True
+                )
             ]
-            blocks = _seal_vectors(ctx, opened, centroids, seqs, vectors) if start == 0 else []
-            return _SealedChunk(tokens, chunk_seqs, payloads, blocks)
+            return _SealedChunk(tokens, chunk_seqs, payloads, blocks if start == 0 else [])
 
-        chunk = seal_chunk(0)
+        chunk = seal_items(0)
         added = 0
         for start in range(_WRITE_CHUNK, n, _WRITE_CHUNK):
             new_items, chunk = await alongside(
-                _write(conn, opened, chunk), partial(seal_chunk, start)
+                _write(conn, opened, chunk), partial(seal_items, start)
             )
             added += new_items
         added += await _write(conn, opened, chunk)
         n_items = await index_repo.add_items(conn, opened.row.id, added)
     after = await maintenance.after_write(ctx, opened, n_items)
     return UpsertOutcome(n, after.training_message, after.warning)
-
-
-def _seal_vectors(
-    ctx: ServiceContext, opened: OpenIndex, centroids: Matrix | None, seqs: Seqs, vectors: Matrix
-) -> list[BlockRow]:
-    lists = (
-        np.zeros(len(seqs), dtype=np.int64)
-        if centroids is None
-        else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
-    )
-    return seal_assigned(
-        opened.cipher, opened.row.active_version, lists, seqs, vectors,
-        ctx.settings.block_max_vectors,
-    )
 
 
 async def _write(conn: AsyncConnection, opened: OpenIndex, chunk: _SealedChunk) -> int:
@@ -205,22 +208,41 @@ async def _vectors_or_embeddings(
 
 
 async def get_items(
-    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, ids: Sequence[str]
+    ctx: ServiceContext,
+    tenant: str,
+    name: str,
+    index_key: bytes | None,
+    ids: Sequence[str],
+    *,
+    with_vectors: bool = True,
 ) -> list[ItemPayload]:
-    """The stored items among `ids`, in request order; missing ids are left out."""
-    async with ctx.db.transaction() as conn:
+    """The stored items among `ids`, in request order; missing ids are left out.
+
+    Without `with_vectors`, items come without their vectors (not looked up).
+    """
+    async with ctx.db.transaction(snapshot=True) as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
         unique_ids = list(dict.fromkeys(ids))
         tokens = [opened.cipher.id_token(i) for i in unique_ids]
         rows = await item_repo.items_by_tokens(conn, opened.row.id, tokens) if tokens else []
-    by_token = {row.id_token: row for row in rows}
+        by_token = {row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in rows}
+        vectors = (
+            await find_vectors(
+                conn, opened.cipher, opened.row.id, opened.row.active_version,
+                {seq: p.place for seq, p in by_token.values() if p.place is not None},
+            )
+            if with_vectors
+            else {}
+        )
     found = []
     for item_id, token in zip(unique_ids, tokens, strict=True):
-        row = by_token.get(token)
-        if row is not None:
-            payload = open_payload(opened.cipher, row)
+        stored = by_token.get(token)
+        if stored is not None:
+            seq, payload = stored
             if payload.id != item_id:
                 raise StoredDataCorrupt("Stored item does not match its id token")
+            if seq in vectors:
+                payload = replace(payload, vector=vectors[seq])
             found.append(payload)
     return found
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -147,6 +147,19 @@ async def page_of_blocks(
     if up_to_block_id is not None:
         where &= vb.c.block_id <= up_to_block_id
     result = await conn.execute(select(*_FULL).where(where).order_by(vb.c.block_id).limit(limit))
+    return [BlockRow(*r) for r in result]
+
+
+async def blocks_by_ids(
+    conn: AsyncConnection, index_id: int, version: int, block_ids: Collection[int]
+) -> list[BlockRow]:
+    """The blocks of a version among `block_ids` (absent ones are simply missing)."""
+    result = await conn.execute(
+        select(*_FULL).where(
+            _of_version(index_id, version),
+            vb.c.block_id == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT))),
+        )
+    )
     return [BlockRow(*r) for r in result]
 
 

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -120,8 +120,8 @@ async def copy_rows(
     """
     raw = await conn.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
-    # The transaction begins with the first statement SQLAlchemy runs; a COPY
-    # before it would commit on its own, outside the caller's atomic write.
     if not driver.is_in_transaction():
-        raise RuntimeError("copy_rows needs a transaction that has already run a statement")
+        # SQLAlchemy sends BEGIN with the first statement it runs; a COPY before
+        # that would commit on its own, outside the caller's atomic write.
+        await conn.execute(text("SELECT 1"))
     await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))

@@ -23,22 +23,20 @@ class ItemRow(NamedTuple):
 
 _REPLACE_BATCH = text(
     """
-    WITH replaced AS (
-        DELETE FROM items WHERE index_id = :index_id AND id_token = ANY(:tokens)
-        RETURNING 1
-    ), written AS (
+    WITH written AS (
         INSERT INTO items (index_id, id_token, seq, payload)
         SELECT :index_id, t.id_token, t.seq, t.payload
         FROM unnest(:tokens, :seqs, :payloads) AS t(id_token, seq, payload)
-        -- Reading `replaced` makes the DELETE finish before the first insert.
-        WHERE (SELECT count(*) FROM replaced) >= 0
+        ON CONFLICT (index_id, id_token)
+        DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload
+        RETURNING xmax = 0 AS inserted
     ), stored_blocks AS (
         INSERT INTO vector_blocks (index_id, block_id, version, list_tag, n_vectors, ciphertext)
         SELECT :index_id, b.block_id, b.version, b.list_tag, b.n_vectors, b.ciphertext
         FROM unnest(:block_ids, :versions, :tags, :counts, :blobs)
             AS b(block_id, version, list_tag, n_vectors, ciphertext)
     )
-    SELECT count(*) FROM replaced
+    SELECT count(*) FILTER (WHERE inserted) FROM written
     """
 ).bindparams(
     bindparam("tokens", type_=ARRAY(BYTEA)),
@@ -63,11 +61,11 @@ async def replace_items(
     """Insert items, overwriting any stored under the same tokens, and add their
     blocks, in one statement; returns how many items were new.
 
-    Old rows are deleted and new ones inserted, which costs PostgreSQL less than
-    INSERT ... ON CONFLICT DO UPDATE (a speculative insertion per row). That is
-    only safe while no other transaction can insert one of these tokens before
-    commit: the caller holds the index row lock taken by `reserve_seqs`, which
-    every writer of an index takes first.
+    ON CONFLICT finds each existing row through the primary key whatever the
+    table's statistics say. A DELETE of the tokens followed by a plain INSERT
+    writes less WAL, but its plan follows the statistics: cached while a new
+    index was small, it kept scanning every row of the index (measured: 140 ms
+    per 256 items at 30,000 items).
     """
     result = await conn.execute(
         _REPLACE_BATCH,
@@ -79,7 +77,7 @@ async def replace_items(
             "blobs": [b.ciphertext for b in blocks],
         },
     )
-    return len(tokens) - int(result.scalar_one())
+    return int(result.scalar_one())
 
 
 _COLUMNS = (items.c.id_token, items.c.seq, items.c.payload)

@@ -125,7 +125,10 @@ items = Table(
     Column("seq", BigInteger, nullable=False, comment="Write sequence of the current version."),
     Column(
         "payload", LargeBinary, nullable=False,
-        comment="AES-GCM ciphertext of id, contents, metadata and vector.",
+        comment=(
+            "AES-GCM ciphertext of id, contents, metadata and where the vector is stored "
+            "(older rows: the vector itself)."
+        ),
     ),
     PrimaryKeyConstraint("index_id", "id_token"),
     UniqueConstraint("index_id", "seq"),
@@ -162,4 +165,19 @@ index_centroids = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("index_id", "version"),
     comment="Trained IVF centroids per index version, encrypted.",
+)
+
+list_maps = Table(
+    "list_maps",
+    metadata,
+    Column("index_id", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False, comment="Index version whose lists this maps."),
+    Column("first_seq", BigInteger, nullable=False, comment="Lowest write sequence in the page."),
+    Column("last_seq", BigInteger, nullable=False, comment="Highest write sequence in the page."),
+    Column(
+        "ciphertext", LargeBinary, nullable=False,
+        comment="AES-GCM ciphertext of sorted (sequence, inverted list) pairs.",
+    ),
+    PrimaryKeyConstraint("index_id", "version", "first_seq"),
+    comment="Which list a training run put each vector in, so a read finds the vector's block.",
 )

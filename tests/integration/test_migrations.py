@@ -42,7 +42,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(pg_cluster: LocalP
     # Alembic's env runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(migrate.upgrade, url)
     assert await _inspect(url, _tables) == {
-        "api_keys", "indexes", "items", "vector_blocks", "index_centroids"
+        "api_keys", "indexes", "items", "vector_blocks", "index_centroids", "list_maps"
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _inspect(url, _tables) == set()

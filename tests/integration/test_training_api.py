@@ -128,7 +128,7 @@ async def test_training_status_reports_the_threshold(client: httpx.AsyncClient) 
     assert status["retrain_threshold"] == 10_000
 
 
-async def test_upserts_racing_a_training_run_are_never_lost(
+async def test_upserts_racing_a_training_run_are_never_lost_nor_their_vectors(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
     vectors = _clustered(12_000)
@@ -149,6 +149,12 @@ async def test_upserts_racing_a_training_run_are_never_lost(
         **body, "query_vectors": vectors[sample].tolist(), "top_k": 1, "n_probes": 40,
     })
     assert [r[0]["id"] for r in response.json()["results"]] == [f"v{i}" for i in sample]
+    for start in range(0, 12_000, 1000):
+        got = await client.post("/vectors/get", json={
+            **body, "ids": [f"v{i}" for i in range(start, start + 1000)], "include": ["vector"],
+        })
+        stored = np.asarray([r["vector"] for r in got.json()["results"]], dtype=np.float32)
+        assert np.array_equal(stored, vectors[start : start + 1000])
 
 
 @pytest.fixture

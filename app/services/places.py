@@ -1,0 +1,118 @@
+"""Where each vector is: it is stored once, in a block of its inverted list.
+
+An item payload names the place its vector was written, (version, list, block),
+so reading it back does not cost a second stored copy per item:
+
+- while that version is active, the vector is in that block or, once
+  compaction has merged the block away, in another block of the same list;
+- after a training run has replaced the version, the run's list map (pages of
+  encrypted (sequence, list) pairs, written before the switch) tells which
+  list of the new version holds it.
+
+A vector found in none of these places means a damaged store; rather than give
+up, the whole active version is scanned before StoredDataCorrupt is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.crypto.aead import AuthenticationFailed
+from app.crypto.index_cipher import IndexCipher
+from app.errors import StoredDataCorrupt
+from app.ivf.blocks import Seqs, pack_list_map, unpack_list_map
+from app.ivf.vectors import Matrix
+from app.services.blockstore import open_blocks
+from app.services.payload import VectorPlace
+from app.store import blocks as block_repo
+from app.store import list_maps as list_map_repo
+from app.store.blocks import BlockRow
+from app.store.list_maps import ListMapPage
+
+MAP_PAGE_ENTRIES = 16_384
+_SCAN_PAGE_BLOCKS = 64
+
+
+def seal_list_map(
+    cipher: IndexCipher, version: int, seqs: Seqs, lists: np.ndarray[Any, np.dtype[np.int64]]
+) -> list[ListMapPage]:
+    """Encrypt a version's (sequence, list) pairs in pages of ascending sequences."""
+    order = np.argsort(seqs, kind="stable")
+    seqs, lists = seqs[order], lists[order]
+    pages = []
+    for start in range(0, len(seqs), MAP_PAGE_ENTRIES):
+        part = slice(start, start + MAP_PAGE_ENTRIES)
+        first, last = int(seqs[part][0]), int(seqs[part][-1])
+        plaintext = pack_list_map(seqs[part], lists[part])
+        pages.append(ListMapPage(first, last, cipher.seal_list_map(version, first, plaintext)))
+    return pages
+
+
+async def find_vectors(
+    conn: AsyncConnection,
+    cipher: IndexCipher,
+    index_id: int,
+    active_version: int,
+    places: Mapping[int, VectorPlace],
+) -> dict[int, Matrix]:
+    """The vectors of the live entries `places` names (write sequence -> place).
+
+    The caller reads in one snapshot, so the index row, blocks and maps agree.
+    """
+    lists = {s: p.list_no for s, p in places.items() if p.version == active_version}
+    moved = [s for s, p in places.items() if p.version != active_version]
+    if moved:
+        lists |= await _mapped_lists(conn, cipher, index_id, active_version, moved)
+    found: dict[int, Matrix] = {}
+    hinted = {p.block_id for s, p in places.items() if p.version == active_version}
+    if hinted:
+        blocks = await block_repo.blocks_by_ids(conn, index_id, active_version, hinted)
+        _collect(cipher, blocks, places, found)
+    for list_no in sorted({lists[s] for s in places if s not in found and s in lists}):
+        tag = cipher.list_tag(active_version, list_no)
+        _collect(cipher, await block_repo.blocks_of_list(conn, index_id, active_version, tag),
+                 places, found)
+    cursor = 0
+    while len(found) < len(places):
+        page = await block_repo.page_of_blocks(
+            conn, index_id, active_version, after_block_id=cursor, limit=_SCAN_PAGE_BLOCKS
+        )
+        if not page:
+            raise StoredDataCorrupt("A stored item's vector is in none of its index's blocks")
+        _collect(cipher, page, places, found)
+        cursor = page[-1].block_id
+    return found
+
+
+async def _mapped_lists(
+    conn: AsyncConnection, cipher: IndexCipher, index_id: int, version: int, seqs: Sequence[int]
+) -> dict[int, int]:
+    wanted = np.asarray(sorted(seqs), dtype=np.int64)
+    lists: dict[int, int] = {}
+    for page in await list_map_repo.pages_covering(conn, index_id, version, seqs):
+        try:
+            plaintext = cipher.open_list_map(version, page.first_seq, page.ciphertext)
+        except AuthenticationFailed as exc:
+            raise StoredDataCorrupt("Stored list map failed authentication") from exc
+        page_seqs, page_lists = unpack_list_map(plaintext)
+        position = np.minimum(np.searchsorted(page_seqs, wanted), len(page_seqs) - 1)
+        hit = page_seqs[position] == wanted
+        lists.update(zip(wanted[hit].tolist(), page_lists[position[hit]].tolist(), strict=True))
+    return lists
+
+
+def _collect(
+    cipher: IndexCipher,
+    blocks: Sequence[BlockRow],
+    places: Mapping[int, VectorPlace],
+    found: dict[int, Matrix],
+) -> None:
+    if not blocks:
+        return
+    seqs, vectors = open_blocks(cipher, blocks)
+    for position in np.flatnonzero(np.isin(seqs, list(places))).tolist():
+        found[int(seqs[position])] = vectors[position].copy()

@@ -1,0 +1,66 @@
+"""Repository of list-map pages: per index version, encrypted (sequence, list) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.store.db import copy_rows
+from app.store.tables import list_maps
+
+
+class ListMapPage(NamedTuple):
+    """One stored page: the sequence range it covers and its ciphertext."""
+
+    first_seq: int
+    last_seq: int
+    ciphertext: bytes
+
+
+async def insert_pages(
+    conn: AsyncConnection, index_id: int, version: int, pages: Sequence[ListMapPage]
+) -> None:
+    """Store pages of a version's map (by COPY, inside the caller's transaction)."""
+    if pages:
+        await copy_rows(
+            conn, list_maps, ("index_id", "version", *ListMapPage._fields),
+            [(index_id, version, *page) for page in pages],
+        )
+
+
+_COVERING = text(
+    """
+    SELECT DISTINCT m.first_seq, m.last_seq, m.ciphertext
+    FROM list_maps m
+    JOIN unnest(:seqs) AS s(seq) ON s.seq BETWEEN m.first_seq AND m.last_seq
+    WHERE m.index_id = :index_id AND m.version = :version
+    """
+).bindparams(bindparam("seqs", type_=ARRAY(BIGINT)))
+
+
+async def pages_covering(
+    conn: AsyncConnection, index_id: int, version: int, seqs: Collection[int]
+) -> list[ListMapPage]:
+    """The pages of a version's map whose range holds any of `seqs`."""
+    result = await conn.execute(
+        _COVERING, {"index_id": index_id, "version": version, "seqs": list(seqs)}
+    )
+    return [ListMapPage(*row) for row in result]
+
+
+async def delete_version(conn: AsyncConnection, index_id: int, version: int) -> None:
+    """Drop the map of one version (leftovers of an interrupted run)."""
+    await conn.execute(
+        list_maps.delete().where(list_maps.c.index_id == index_id, list_maps.c.version == version)
+    )
+
+
+async def delete_other_versions(conn: AsyncConnection, index_id: int, keep: int) -> None:
+    """Drop the maps of every version but `keep`."""
+    await conn.execute(
+        list_maps.delete().where(list_maps.c.index_id == index_id, list_maps.c.version != keep)
+    )

@@ -1,0 +1,133 @@
+"""Each vector is stored once, in a block of its list: reads find it wherever it has moved."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from app.config import Settings
+from app.services.compaction import compact_if_needed
+from app.services.context import ServiceContext
+from app.services.indexes import open_index
+from app.services.locking import maintenance_lock
+from app.store.db import Database
+from tests.support.recall import create_index, upsert_vectors
+
+DIMENSION = 16
+
+
+@pytest.fixture
+async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
+    context = ServiceContext.build(settings)
+    yield context
+    await context.close()
+
+
+@pytest.fixture
+def vectors() -> np.ndarray:
+    return np.random.default_rng(7).normal(size=(600, DIMENSION)).astype(np.float32)
+
+
+@pytest.fixture
+async def body(
+    client: httpx.AsyncClient, index_name: str, index_key: str, vectors: np.ndarray
+) -> dict[str, Any]:
+    created = await create_index(client, index_name, index_key, dimension=DIMENSION)
+    for start in range(0, len(vectors), 100):
+        await upsert_vectors(client, created, vectors[start : start + 100], start)
+    return created
+
+
+async def _stored_vectors(client: httpx.AsyncClient, body: dict[str, Any], n: int) -> np.ndarray:
+    ids = [f"v{i}" for i in range(n)]
+    response = await client.post(
+        "/vectors/get", json={**body, "ids": ids, "include": ["vector"]}
+    )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["id"] for r in results] == ids
+    return np.asarray([r["vector"] for r in results], dtype=np.float32)
+
+
+async def test_item_rows_hold_no_copy_of_the_vector(
+    body: dict[str, Any], db: Database, index_name: str
+) -> None:
+    async with db.transaction() as conn:
+        longest = (await conn.execute(text(
+            "SELECT max(octet_length(payload)) FROM items JOIN indexes ON indexes.id = index_id "
+            "WHERE indexes.name = :name"
+        ), {"name": index_name})).scalar_one()
+    assert longest < DIMENSION * 4
+
+
+async def test_get_returns_each_vector_as_upserted(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray
+) -> None:
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), vectors)
+
+
+async def test_get_finds_vectors_that_training_runs_moved_to_other_lists(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray
+) -> None:
+    for n_lists in (8, 12):
+        assert (await client.post("/indexes/train", json={**body, "n_lists": n_lists})).is_success
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), vectors)
+
+
+async def test_get_finds_vectors_upserted_into_a_trained_index(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray
+) -> None:
+    assert (await client.post("/indexes/train", json={**body, "n_lists": 8})).is_success
+    fresh = vectors[:50] + 1
+    await upsert_vectors(client, body, fresh)
+    expected = np.concatenate([fresh, vectors[50:]])
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), expected)
+
+
+async def test_get_finds_vectors_whose_block_compaction_merged_away(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray, ctx: ServiceContext
+) -> None:
+    await client.post("/vectors/delete", json={**body, "ids": [f"v{i}" for i in range(0, 600, 2)]})
+    async with ctx.db.transaction() as conn:
+        opened = await open_index(
+            conn, ctx, "tests", body["index_name"], bytes.fromhex(body["index_key"])
+        )
+    async with maintenance_lock(ctx, opened.row.id, wait=True):
+        assert await compact_if_needed(ctx, opened.cipher) == 1
+    odd = [f"v{i}" for i in range(1, 600, 2)]
+    response = await client.post("/vectors/get", json={**body, "ids": odd, "include": ["vector"]})
+    got = np.asarray([r["vector"] for r in response.json()["results"]], dtype=np.float32)
+    assert np.array_equal(got, vectors[1::2])
+
+
+async def test_get_still_finds_vectors_when_a_list_map_is_lost(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray, db: Database,
+    index_name: str,
+) -> None:
+    assert (await client.post("/indexes/train", json={**body, "n_lists": 8})).is_success
+    async with db.transaction() as conn:
+        removed = await conn.execute(text(
+            "DELETE FROM list_maps USING indexes WHERE indexes.id = index_id "
+            "AND indexes.name = :name"
+        ), {"name": index_name})
+    assert removed.rowcount == 1
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), vectors)
+
+
+async def test_query_hits_carry_their_stored_vectors(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray
+) -> None:
+    response = await client.post("/vectors/query", json={
+        **body, "query_vectors": vectors[42].tolist(), "top_k": 3,
+        "include": ["vector", "distance"],
+    })
+    hits = response.json()["results"]
+    assert hits[0]["id"] == "v42"
+    for hit in hits:
+        position = int(hit["id"][1:])
+        assert np.array_equal(np.asarray(hit["vector"], dtype=np.float32), vectors[position])
