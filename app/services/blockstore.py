@@ -9,6 +9,7 @@ or an id reserved from the index's sequence for rewritten blocks.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,53 @@ from app.store.blocks import BlockRow
 Lists = np.ndarray[Any, np.dtype[np.int64]]
 
 
+@dataclass(frozen=True, slots=True)
+class BlockPlan:
+    """One block before sealing: its id, its list and the positions of its entries."""
+
+    block_id: int
+    list_no: int
+    entries: np.ndarray[Any, np.dtype[np.intp]]
+
+
+def plan_blocks(
+    lists: Lists, seqs: Seqs, block_size: int, block_ids: Iterator[int] | None = None
+) -> list[BlockPlan]:
+    """Group entries by list into blocks of at most `block_size`, in list order."""
+    plans = []
+    order = np.argsort(lists, kind="stable")
+    for group in np.split(order, np.flatnonzero(np.diff(lists[order])) + 1):
+        for start in range(0, len(group), block_size):
+            part = group[start : start + block_size]
+            block_id = next(block_ids) if block_ids is not None else int(seqs[part[0]])
+            plans.append(BlockPlan(block_id, int(lists[part[0]]), part))
+    return plans
+
+
+def entry_blocks(plans: Sequence[BlockPlan], n_entries: int) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The id of the block each entry goes into, by position."""
+    placed = np.empty(n_entries, dtype=np.int64)
+    for plan in plans:
+        placed[plan.entries] = plan.block_id
+    return placed
+
+
+def seal_planned(
+    cipher: IndexCipher, version: int, plans: Sequence[BlockPlan], seqs: Seqs, vectors: Matrix
+) -> list[BlockRow]:
+    """Seal planned blocks, one AEAD call each."""
+    tags: dict[int, bytes] = {}
+    rows = []
+    for plan in plans:
+        tag = tags.get(plan.list_no)
+        if tag is None:
+            tag = tags[plan.list_no] = cipher.list_tag(version, plan.list_no)
+        rows.append(_seal_block(
+            cipher, version, tag, plan.block_id, seqs[plan.entries], vectors[plan.entries]
+        ))
+    return rows
+
+
 def seal_assigned(
     cipher: IndexCipher,
     version: int,
@@ -36,30 +84,8 @@ def seal_assigned(
     block_ids: Iterator[int] | None = None,
 ) -> list[BlockRow]:
     """Group entries by list and seal them into blocks."""
-    rows: list[BlockRow] = []
-    order = np.argsort(lists, kind="stable")
-    bounds = np.flatnonzero(np.diff(lists[order])) + 1
-    for group in np.split(order, bounds):
-        if len(group):
-            tag = cipher.list_tag(version, int(lists[group[0]]))
-            rows += seal_list(
-                cipher, version, tag, seqs[group], vectors[group], block_size, block_ids
-            )
-    return rows
-
-
-def entry_blocks(lists: Lists, blocks: Sequence[BlockRow]) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """The id of the block each entry went into, in the input order of the
-    `seal_assigned` call that made `blocks` from `lists`.
-
-    That call packs entries list by list (a stable sort), block after block, so
-    the blocks' entry counts, in order, cover the sorted entries exactly.
-    """
-    placed = np.empty(len(lists), dtype=np.int64)
-    placed[np.argsort(lists, kind="stable")] = np.repeat(
-        [b.block_id for b in blocks], [b.n_vectors for b in blocks]
-    )
-    return placed
+    plans = plan_blocks(lists, seqs, block_size, block_ids)
+    return seal_planned(cipher, version, plans, seqs, vectors)
 
 
 def seal_list(
@@ -72,14 +98,21 @@ def seal_list(
     block_ids: Iterator[int] | None = None,
 ) -> list[BlockRow]:
     """Seal the entries of one list into blocks of at most `block_size`."""
-    rows = []
-    for start in range(0, len(seqs), block_size):
-        part_seqs = seqs[start : start + block_size]
-        block_id = next(block_ids) if block_ids is not None else int(part_seqs[0])
-        plaintext = pack_block(part_seqs, vectors[start : start + block_size])
-        ciphertext = cipher.seal_block(version, list_tag, block_id, plaintext)
-        rows.append(BlockRow(block_id, version, list_tag, len(part_seqs), ciphertext))
-    return rows
+    return [
+        _seal_block(
+            cipher, version, list_tag,
+            next(block_ids) if block_ids is not None else int(seqs[start]),
+            seqs[start : start + block_size], vectors[start : start + block_size],
+        )
+        for start in range(0, len(seqs), block_size)
+    ]
+
+
+def _seal_block(
+    cipher: IndexCipher, version: int, list_tag: bytes, block_id: int, seqs: Seqs, vectors: Matrix
+) -> BlockRow:
+    ciphertext = cipher.seal_block(version, list_tag, block_id, pack_block(seqs, vectors))
+    return BlockRow(block_id, version, list_tag, len(seqs), ciphertext)
 
 
 def open_blocks(cipher: IndexCipher, blocks: Sequence[BlockRow]) -> tuple[Seqs, Matrix]:

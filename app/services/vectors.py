@@ -18,7 +18,7 @@ from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import maintenance, texts
-from app.services.blockstore import entry_blocks, seal_assigned
+from app.services.blockstore import entry_blocks, plan_blocks, seal_planned
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index, open_row
 from app.services.overlap import alongside
@@ -89,7 +89,10 @@ class UpsertOutcome:
 
 
 # Items per statement of an upsert: small enough that the backend inserts one
-# chunk while the next is encrypted, large enough that round trips stay few.
+# chunk while the next is encrypted, large enough that round trips stay few. The
+# first chunk is smaller, so that the backend starts early; the blocks go with the
+# second, sealed while the backend inserts the first.
+_FIRST_CHUNK = 64
 _WRITE_CHUNK = 256
 
 
@@ -139,13 +142,14 @@ async def upsert(
             if centroids is None
             else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
         )
-        blocks = seal_assigned(
-            opened.cipher, version, lists, seqs, vectors, ctx.settings.block_max_vectors
-        )
-        block_ids = entry_blocks(lists, blocks)
+        plans = plan_blocks(lists, seqs, ctx.settings.block_max_vectors)
+        block_ids = entry_blocks(plans, n)
+        starts = [0, *range(_FIRST_CHUNK, n, _WRITE_CHUNK)]
+        ends = [*starts[1:], n]
+        blocks_with = min(1, len(starts) - 1)
 
-        def seal_items(start: int) -> _SealedChunk:
-            stop = min(start + _WRITE_CHUNK, n)
+        def seal_chunk(k: int) -> _SealedChunk:
+            start, stop = starts[k], ends[k]
             tokens = [opened.cipher.id_token(i) for i in batch.ids[start:stop]]
             chunk_seqs = seqs[start:stop].tolist()
             places = zip(lists[start:stop].tolist(), block_ids[start:stop].tolist(), strict=True)
@@ -155,23 +159,23 @@ async def upsert(
                     tokens, chunk_seqs, fields[start:stop], places, strict=True
                 )
             ]
-            return _SealedChunk(tokens, chunk_seqs, payloads, blocks if start == 0 else [])
-
-        chunk = seal_items(0)
-        added = 0
-        for start in range(_WRITE_CHUNK, n, _WRITE_CHUNK):
-            new_items, chunk = await alongside(
-                _write(conn, opened, chunk), partial(seal_items, start)
+            blocks = (
+                seal_planned(opened.cipher, version, plans, seqs, vectors)
+                if k == blocks_with
+                else []
             )
-            added += new_items
-        added += await _write(conn, opened, chunk)
-        n_items = await index_repo.add_items(conn, opened.row.id, added)
+            return _SealedChunk(tokens, chunk_seqs, payloads, blocks)
+
+        chunk = seal_chunk(0)
+        for k in range(1, len(starts)):
+            _, chunk = await alongside(_write(conn, opened, chunk), partial(seal_chunk, k))
+        n_items = await _write(conn, opened, chunk)
     after = await maintenance.after_write(ctx, opened, n_items)
     return UpsertOutcome(n, after.training_message, after.warning)
 
 
 async def _write(conn: AsyncConnection, opened: OpenIndex, chunk: _SealedChunk) -> int:
-    """Store a chunk's items and blocks; returns how many of its items are new."""
+    """Store a chunk's items and blocks; returns the index's live item count after it."""
     return await item_repo.replace_items(
         conn, opened.row.id, chunk.tokens, chunk.seqs, chunk.payloads, chunk.blocks
     )

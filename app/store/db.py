@@ -109,19 +109,27 @@ class Database:
         await self.engine.dispose()
 
 
+async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
+    """The asyncpg connection under `conn`, inside `conn`'s open transaction.
+
+    For the few hot statements that skip SQLAlchemy's statement compilation and
+    parameter processing, and for COPY.
+    """
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy sends BEGIN with the first statement it runs; a statement
+        # sent before that would commit on its own, outside the caller's write.
+        await conn.execute(text("SELECT 1"))
+    return driver
+
+
 async def copy_rows(
     conn: AsyncConnection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """Append rows to `table` with COPY, inside the connection's open transaction.
 
-    COPY skips the executor work an INSERT pays per row and sends each value in
-    binary, so a bulk write of items or blocks costs PostgreSQL about a third
-    less than INSERT ... SELECT FROM unnest(...).
+    The rows travel as one binary stream instead of one parameter set per row.
     """
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    if not driver.is_in_transaction():
-        # SQLAlchemy sends BEGIN with the first statement it runs; a COPY before
-        # that would commit on its own, outside the caller's atomic write.
-        await conn.execute(text("SELECT 1"))
+    driver = await driver_connection(conn)
     await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))

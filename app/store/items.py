@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, INTEGER
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.blocks import BlockRow
+from app.store.db import driver_connection
 from app.store.tables import items
 
 
@@ -21,33 +22,26 @@ class ItemRow(NamedTuple):
     payload: bytes
 
 
-_REPLACE_BATCH = text(
-    """
+# Sent through asyncpg directly: SQLAlchemy's compilation and per-element array
+# processing cost about 2 ms per 1,000 items on the upsert's critical path.
+_REPLACE_BATCH = """
     WITH written AS (
         INSERT INTO items (index_id, id_token, seq, payload)
-        SELECT :index_id, t.id_token, t.seq, t.payload
-        FROM unnest(:tokens, :seqs, :payloads) AS t(id_token, seq, payload)
+        SELECT $1, t.id_token, t.seq, t.payload
+        FROM unnest($2::bytea[], $3::int8[], $4::bytea[]) AS t(id_token, seq, payload)
         ON CONFLICT (index_id, id_token)
         DO UPDATE SET seq = EXCLUDED.seq, payload = EXCLUDED.payload
         RETURNING xmax = 0 AS inserted
     ), stored_blocks AS (
         INSERT INTO vector_blocks (index_id, block_id, version, list_tag, n_vectors, ciphertext)
-        SELECT :index_id, b.block_id, b.version, b.list_tag, b.n_vectors, b.ciphertext
-        FROM unnest(:block_ids, :versions, :tags, :counts, :blobs)
+        SELECT $1, b.block_id, b.version, b.list_tag, b.n_vectors, b.ciphertext
+        FROM unnest($5::int8[], $6::int4[], $7::bytea[], $8::int4[], $9::bytea[])
             AS b(block_id, version, list_tag, n_vectors, ciphertext)
     )
-    SELECT count(*) FILTER (WHERE inserted) FROM written
-    """
-).bindparams(
-    bindparam("tokens", type_=ARRAY(BYTEA)),
-    bindparam("seqs", type_=ARRAY(BIGINT)),
-    bindparam("payloads", type_=ARRAY(BYTEA)),
-    bindparam("block_ids", type_=ARRAY(BIGINT)),
-    bindparam("versions", type_=ARRAY(INTEGER)),
-    bindparam("tags", type_=ARRAY(BYTEA)),
-    bindparam("counts", type_=ARRAY(INTEGER)),
-    bindparam("blobs", type_=ARRAY(BYTEA)),
-)
+    UPDATE indexes SET n_items = n_items + (SELECT count(*) FILTER (WHERE inserted) FROM written)
+    WHERE id = $1
+    RETURNING n_items
+"""
 
 
 async def replace_items(
@@ -58,8 +52,8 @@ async def replace_items(
     payloads: Sequence[bytes],
     blocks: Sequence[BlockRow],
 ) -> int:
-    """Insert items, overwriting any stored under the same tokens, and add their
-    blocks, in one statement; returns how many items were new.
+    """Insert items, overwriting any stored under the same tokens, add their blocks
+    and count the new items, in one statement; returns the index's live item count.
 
     ON CONFLICT finds each existing row through the primary key whatever the
     table's statistics say. A DELETE of the tokens followed by a plain INSERT
@@ -67,17 +61,14 @@ async def replace_items(
     index was small, it kept scanning every row of the index (measured: 140 ms
     per 256 items at 30,000 items).
     """
-    result = await conn.execute(
-        _REPLACE_BATCH,
-        {
-            "index_id": index_id, "tokens": list(tokens), "seqs": list(seqs),
-            "payloads": list(payloads),
-            "block_ids": [b.block_id for b in blocks], "versions": [b.version for b in blocks],
-            "tags": [b.list_tag for b in blocks], "counts": [b.n_vectors for b in blocks],
-            "blobs": [b.ciphertext for b in blocks],
-        },
+    driver = await driver_connection(conn)
+    n_items = await driver.fetchval(
+        _REPLACE_BATCH, index_id, tokens, seqs, payloads,
+        [b.block_id for b in blocks], [b.version for b in blocks],
+        [b.list_tag for b in blocks], [b.n_vectors for b in blocks],
+        [b.ciphertext for b in blocks],
     )
-    return int(result.scalar_one())
+    return int(n_items)
 
 
 _COLUMNS = (items.c.id_token, items.c.seq, items.c.payload)
