@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     block_cache_mb: int = Field(
         default=512, ge=0, description="In-process cache of block ciphertexts."
     )
+    blas_threads: int = Field(
+        default=1, ge=1,
+        description="Threads numpy's BLAS may use in each service process. The matrix work of "
+        "one request is small, and idle BLAS threads spin on cores PostgreSQL needs.",
+    )
     auto_train: bool = Field(default=True, description="Train indexes as they grow.")
     auto_train_threshold: int = Field(
         default=10_000, ge=2, description="Items at which an untrained index is trained."
