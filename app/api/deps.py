@@ -13,8 +13,12 @@ from app.services.context import ServiceContext
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_context(request: Request) -> ServiceContext:
-    """The context built by the app's lifespan."""
+async def get_context(request: Request) -> ServiceContext:
+    """The context built by the app's lifespan.
+
+    A coroutine although it awaits nothing: FastAPI runs a plain function
+    dependency in a worker thread, a hand-off every request would pay.
+    """
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
