@@ -192,8 +192,9 @@ async def run_locked(
     page_blocks = max(1, params.batch_size // block_size)
     if params.max_memory_mb:
         page_bytes = (page_blocks + 1) * block_size * dimension * 4 * 3
-        # live sequences, then each entry's (sequence, list) for the list map
-        needed = 24 * n_vectors + page_bytes + 3 * n_lists * dimension * 4
+        # 8 bytes a vector for the live sequences, 32 for the list map's
+        # (sequence, list) pairs as collected, then joined and sorted
+        needed = 40 * n_vectors + page_bytes + 3 * n_lists * dimension * 4
         if needed > params.max_memory_mb * MB:
             raise InvalidInput(
                 f"max_memory of {params.max_memory_mb} MB is too small to train this index; "

@@ -81,7 +81,7 @@ async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
 
 
 async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
-    """Delete an index with all its items, blocks and centroids."""
+    """Delete an index with all its items, blocks, centroids and list maps."""
     for table in (items, vector_blocks, index_centroids, list_maps):
         await conn.execute(delete(table).where(table.c.index_id == index_id))
     result = await conn.execute(delete(indexes).where(indexes.c.id == index_id))
@@ -114,15 +114,14 @@ async def reserve_seqs(
     return SeqReservation(row=index_row, first_seq=int(fields["next_seq"]) - count + 1)
 
 
-async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> int:
-    """Adjust the live item count after inserts (+) or deletes (-); returns the new count."""
-    result = await conn.execute(
-        indexes.update()
-        .where(indexes.c.id == index_id)
-        .values(n_items=indexes.c.n_items + delta)
-        .returning(indexes.c.n_items)
-    )
-    return int(result.scalar_one())
+async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
+    """Adjust the live item count after inserts (+) or deletes (-)."""
+    if delta:
+        await conn.execute(
+            indexes.update()
+            .where(indexes.c.id == index_id)
+            .values(n_items=indexes.c.n_items + delta)
+        )
 
 
 async def reserve_ids(conn: AsyncConnection, index_id: int, count: int) -> int:

@@ -131,3 +131,19 @@ async def test_query_hits_carry_their_stored_vectors(
     for hit in hits:
         position = int(hit["id"][1:])
         assert np.array_equal(np.asarray(hit["vector"], dtype=np.float32), vectors[position])
+
+
+async def test_deleting_an_index_deletes_its_list_maps(
+    client: httpx.AsyncClient, body: dict[str, Any], db: Database, index_name: str
+) -> None:
+    assert (await client.post("/indexes/train", json={**body, "n_lists": 8})).is_success
+    async with db.transaction() as conn:
+        index_id = (await conn.execute(
+            text("SELECT id FROM indexes WHERE name = :name"), {"name": index_name}
+        )).scalar_one()
+    assert (await client.post("/indexes/delete", json=body)).is_success
+    async with db.transaction() as conn:
+        left = (await conn.execute(
+            text("SELECT count(*) FROM list_maps WHERE index_id = :id"), {"id": index_id}
+        )).scalar_one()
+    assert left == 0
