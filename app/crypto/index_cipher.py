@@ -83,9 +83,11 @@ class IndexCipher:
         """Encrypt a packed vector block for its place in an inverted list."""
         return self._block.seal(plaintext, self._block_aad(version, list_tag, block_id))
 
-    def open_block(self, version: int, list_tag: bytes, block_id: int, blob: bytes) -> bytes:
-        """Decrypt a packed vector block read from its place."""
-        return self._block.open(blob, self._block_aad(version, list_tag, block_id))
+    def open_block_into(
+        self, version: int, list_tag: bytes, block_id: int, blob: bytes, out: memoryview
+    ) -> None:
+        """Decrypt a packed vector block read from its place into `out` (see Aead.open_into)."""
+        self._block.open_into(blob, self._block_aad(version, list_tag, block_id), out)
 
     def _centroid_aad(self, version: int) -> bytes:
         return b"centroids" + self._prefix + version.to_bytes(8, "big")

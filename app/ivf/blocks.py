@@ -37,7 +37,7 @@ def pack_block(seqs: Seqs, vectors: Matrix) -> bytes:
     )
 
 
-def unpack_block(data: bytes) -> tuple[Seqs, Matrix]:
+def unpack_block(data: bytes | memoryview) -> tuple[Seqs, Matrix]:
     """Parse a block back into (seqs, vectors) without copying."""
     count, dimension = _HEADER.unpack_from(data)
     offset = _HEADER.size

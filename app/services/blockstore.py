@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.crypto.aead import AuthenticationFailed
+from app.crypto.aead import AuthenticationFailed, plaintext_length
 from app.crypto.index_cipher import IndexCipher
 from app.errors import StoredDataCorrupt
 from app.ivf.blocks import Seqs, pack_block, unpack_block
@@ -116,20 +116,30 @@ def _seal_block(
 
 
 def open_blocks(cipher: IndexCipher, blocks: Sequence[BlockRow]) -> tuple[Seqs, Matrix]:
-    """Decrypt blocks into one array of sequences and one matrix of vectors."""
+    """Decrypt blocks into one array of sequences and one matrix of vectors.
+
+    Every block is decrypted into one buffer allocated for the call (see
+    Aead.open_into), then the vectors are gathered into one matrix.
+    """
     if not blocks:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    sizes = [plaintext_length(block.ciphertext) for block in blocks]
+    plaintext = np.empty(sum(sizes), dtype=np.uint8)
+    view = plaintext.data
     seq_parts, vector_parts = [], []
-    for block in blocks:
+    offset = 0
+    for block, size in zip(blocks, sizes, strict=True):
+        part = view[offset : offset + size]
         try:
-            plaintext = cipher.open_block(
-                block.version, block.list_tag, block.block_id, block.ciphertext
+            cipher.open_block_into(
+                block.version, block.list_tag, block.block_id, block.ciphertext, part
             )
         except AuthenticationFailed as exc:
             raise StoredDataCorrupt("Stored vector block failed authentication") from exc
-        block_seqs, block_vectors = unpack_block(plaintext)
+        block_seqs, block_vectors = unpack_block(part)
         seq_parts.append(block_seqs)
         vector_parts.append(block_vectors)
+        offset += size
     return np.concatenate(seq_parts), np.concatenate(vector_parts)
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.crypto.aead import Aead, AuthenticationFailed
+from app.crypto.aead import Aead, AuthenticationFailed, plaintext_length
 from app.crypto.envelope import (
     KeyUnwrapFailed,
     generate_data_key,
@@ -30,6 +30,17 @@ def test_prepared_hmac_equals_the_standard_library(key: bytes, message: bytes) -
 def test_prepared_hmac_matches_rfc_4231_test_case_2() -> None:
     mac = HmacSha256(b"Jefe").digest(b"what do ya want for nothing?")
     assert mac.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+@given(st.binary(max_size=4096), st.binary(max_size=64))
+def test_sealed_blob_opens_into_a_buffer_of_its_plaintext_length(
+    plaintext: bytes, aad: bytes
+) -> None:
+    aead = Aead(KEY)
+    blob = aead.seal(plaintext, aad)
+    out = bytearray(plaintext_length(blob))
+    aead.open_into(blob, aad, memoryview(out))
+    assert out == plaintext
 
 
 @given(st.binary(max_size=4096), st.binary(max_size=64))
@@ -119,10 +130,12 @@ def test_block_ciphertext_is_bound_to_version_list_and_block() -> None:
     cipher = IndexCipher(generate_data_key(), 3)
     tag = cipher.list_tag(1, 0)
     blob = cipher.seal_block(1, tag, 5, b"vectors")
-    assert cipher.open_block(1, tag, 5, blob) == b"vectors"
+    out = bytearray(len(b"vectors"))
+    cipher.open_block_into(1, tag, 5, blob, memoryview(out))
+    assert out == b"vectors"
     for version, list_tag, block_id in ((2, tag, 5), (1, cipher.list_tag(1, 1), 5), (1, tag, 6)):
         with pytest.raises(AuthenticationFailed):
-            cipher.open_block(version, list_tag, block_id, blob)
+            cipher.open_block_into(version, list_tag, block_id, blob, memoryview(out))
 
 
 def test_sub_keys_are_independent_of_each_other() -> None:
