@@ -72,10 +72,11 @@ async def find_vectors(
     if hinted:
         blocks = await block_repo.blocks_by_ids(conn, index_id, active_version, hinted)
         _collect(cipher, blocks, places, found)
-    for list_no in sorted({lists[s] for s in places if s not in found and s in lists}):
-        tag = cipher.list_tag(active_version, list_no)
-        _collect(cipher, await block_repo.blocks_of_list(conn, index_id, active_version, tag),
-                 places, found)
+    rest = {lists[s] for s in places if s not in found and s in lists}
+    if rest:
+        tags = [cipher.list_tag(active_version, list_no) for list_no in rest]
+        blocks = await block_repo.blocks_of_lists(conn, index_id, active_version, tags)
+        _collect(cipher, blocks, places, found)
     cursor = 0
     while len(found) < len(places):
         page = await block_repo.page_of_blocks(

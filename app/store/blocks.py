@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
@@ -167,8 +167,18 @@ async def blocks_of_list(
     conn: AsyncConnection, index_id: int, version: int, list_tag: bytes
 ) -> list[BlockRow]:
     """Every block of one inverted list."""
+    return await blocks_of_lists(conn, index_id, version, [list_tag])
+
+
+async def blocks_of_lists(
+    conn: AsyncConnection, index_id: int, version: int, list_tags: Collection[bytes]
+) -> list[BlockRow]:
+    """Every block of the inverted lists among `list_tags`, in one round trip."""
     result = await conn.execute(
-        select(*_FULL).where(_of_version(index_id, version) & (vb.c.list_tag == list_tag))
+        select(*_FULL).where(
+            _of_version(index_id, version),
+            vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA))),
+        )
     )
     return [BlockRow(*r) for r in result]
 
