@@ -1,11 +1,12 @@
 """Side-by-side benchmark: ciphervec vs cyborgdb-service 0.18, through the official client.
 
 Workload (defaults): N clustered 128-d vectors upserted in batches of 1,000,
-one explicit train, then 200 single queries with top_k=10. Reports upsert
-vectors/s, train seconds, query p50/p95 ms and recall@10 against exact
-search, writes bench/results/<name>.json and a PNG chart. The systems run in
-turn for three rounds (`--rounds`), each on fresh storage; the figures are
-medians, and every run is kept in the JSON.
+one explicit train, 200 single queries with top_k=10, then 50 reads of 10
+random ids with their vectors. Reports upsert vectors/s, train seconds,
+query p50/p95 ms, recall@10 against exact search and get p50 ms, writes
+bench/results/<name>.json and a PNG chart. The systems run in turn for three
+rounds (`--rounds`), each on fresh storage; the figures are medians, and
+every run is kept in the JSON.
 
     python bench/run.py                      # both systems, 50,000 x 128
     python bench/run.py --scale              # ciphervec alone, 1,000,000 x 128
@@ -44,6 +45,8 @@ from app.ops.bench import clustered_dataset
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 REFERENCE_PYTHON = ROOT / "bench" / ".venv-ref" / "bin" / "python"
+# Reads by id after the queries: GETS requests of GET_IDS random ids, with vectors.
+GETS, GET_IDS = 50, 10
 
 
 def free_port() -> int:
@@ -178,6 +181,13 @@ def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.nd
         latencies.append((time.perf_counter() - started) * 1000)
         found = {int(hit["id"]) for hit in hits}
         recalls.append(len(found & set(expected[:top_k].tolist())) / top_k)
+
+    picks = np.random.default_rng(1).integers(0, len(vectors), (GETS, GET_IDS))
+    get_latencies = []
+    for pick in picks:
+        started = time.perf_counter()
+        index.get([ids[i] for i in pick], include=["vector", "metadata"])
+        get_latencies.append((time.perf_counter() - started) * 1000)
     return {
         "upsert_vectors_per_s": round(len(vectors) / upsert_s, 1),
         "upsert_s": round(upsert_s, 2),
@@ -185,6 +195,7 @@ def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.nd
         "query_p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "query_p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "recall_at_10": round(float(np.mean(recalls)), 4),
+        "get_10_ids_p50_ms": round(float(np.percentile(get_latencies, 50)), 2),
         "trained": index.is_trained(),
     }
 
@@ -199,7 +210,8 @@ def chart(results: dict[str, dict[str, Any]], path: Path) -> None:
                ("train_s", "train seconds (lower is better)"),
                ("query_p50_ms", "query p50 ms (lower is better)"),
                ("query_p95_ms", "query p95 ms (lower is better)"),
-               ("recall_at_10", "recall@10")]
+               ("recall_at_10", "recall@10"),
+               ("get_10_ids_p50_ms", f"get {GET_IDS} ids p50 ms (lower is better)")]
     figure, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5))
     names = list(results)
     for axis, (key, title) in zip(axes, metrics, strict=True):
