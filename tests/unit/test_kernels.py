@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from app.errors import InvalidInput
-from app.ivf.blocks import pack_block, unpack_block
+from app.ivf.blocks import pack_block, pack_list_map, unpack_block, unpack_list_map
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.vectors import matrix_from_base64, vector_matrix
+from app.services.blockstore import entry_blocks, plan_blocks
 from app.services.payload import VectorPlace, decode_payload, encode_fields, with_place
 
 finite32 = st.floats(-1e3, 1e3, allow_nan=False, width=32)
@@ -74,6 +75,33 @@ def test_block_round_trips(vectors: np.ndarray) -> None:
     got_seqs, got_vectors = unpack_block(pack_block(seqs, vectors))
     assert np.array_equal(got_seqs, seqs)
     assert np.array_equal(got_vectors, vectors)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**62), st.integers(0, 2**31 - 1)), max_size=200))
+def test_list_map_page_round_trips(pairs: list[tuple[int, int]]) -> None:
+    pairs = sorted(dict(pairs).items())
+    seqs = np.asarray([s for s, _ in pairs], dtype=np.int64)
+    lists = np.asarray([n for _, n in pairs], dtype=np.int64)
+    got_seqs, got_lists = unpack_list_map(pack_list_map(seqs, lists))
+    assert got_seqs.tolist() == seqs.tolist() and got_lists.tolist() == lists.tolist()
+
+
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=300), st.integers(1, 40))
+def test_block_plans_cover_every_entry_once_within_its_list(
+    lists: list[int], block_size: int
+) -> None:
+    list_of = np.asarray(lists, dtype=np.int64)
+    seqs = np.arange(100, 100 + len(lists), dtype=np.int64)
+    plans = plan_blocks(list_of, seqs, block_size)
+    covered = np.concatenate([plan.entries for plan in plans])
+    assert sorted(covered.tolist()) == list(range(len(lists)))
+    for plan in plans:
+        assert 0 < len(plan.entries) <= block_size
+        assert set(list_of[plan.entries].tolist()) == {plan.list_no}
+        assert plan.block_id == seqs[plan.entries[0]]
+    placed = entry_blocks(plans, len(lists))
+    for plan in plans:
+        assert set(placed[plan.entries].tolist()) == {plan.block_id}
 
 
 def test_payload_round_trips_with_unicode_and_nested_metadata() -> None:
