@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Select, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,6 +35,14 @@ class VersionStats(NamedTuple):
 
 
 _FULL = (vb.c.block_id, vb.c.version, vb.c.list_tag, vb.c.n_vectors, vb.c.ciphertext)
+
+
+def _any_block_id(block_ids: Collection[int]) -> ColumnElement[bool]:
+    return vb.c.block_id == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT)))
+
+
+async def _full_blocks(conn: AsyncConnection, query: Select[Any]) -> list[BlockRow]:
+    return [BlockRow(*r) for r in await conn.execute(query)]
 
 
 def _of_version(index_id: int, version: int) -> ColumnElement[bool]:
@@ -120,7 +128,7 @@ async def block_ciphertexts(
         result = await conn.execute(
             select(vb.c.block_id, vb.c.ciphertext).where(
                 vb.c.index_id == index_id,
-                vb.c.block_id == func.any(bindparam("ids", missing, type_=ARRAY(BIGINT))),
+                _any_block_id(missing),
             )
         )
         for block_id, blob in result:
@@ -146,21 +154,18 @@ async def page_of_blocks(
     where = _of_version(index_id, version) & (vb.c.block_id > after_block_id)
     if up_to_block_id is not None:
         where &= vb.c.block_id <= up_to_block_id
-    result = await conn.execute(select(*_FULL).where(where).order_by(vb.c.block_id).limit(limit))
-    return [BlockRow(*r) for r in result]
+    return await _full_blocks(
+        conn, select(*_FULL).where(where).order_by(vb.c.block_id).limit(limit)
+    )
 
 
 async def blocks_by_ids(
     conn: AsyncConnection, index_id: int, version: int, block_ids: Collection[int]
 ) -> list[BlockRow]:
     """The blocks of a version among `block_ids` (absent ones are simply missing)."""
-    result = await conn.execute(
-        select(*_FULL).where(
-            _of_version(index_id, version),
-            vb.c.block_id == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT))),
-        )
+    return await _full_blocks(
+        conn, select(*_FULL).where(_of_version(index_id, version), _any_block_id(block_ids))
     )
-    return [BlockRow(*r) for r in result]
 
 
 async def blocks_of_list(
@@ -174,13 +179,10 @@ async def blocks_of_lists(
     conn: AsyncConnection, index_id: int, version: int, list_tags: Collection[bytes]
 ) -> list[BlockRow]:
     """Every block of the inverted lists among `list_tags`, in one round trip."""
-    result = await conn.execute(
-        select(*_FULL).where(
-            _of_version(index_id, version),
-            vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA))),
-        )
+    any_tag = vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA)))
+    return await _full_blocks(
+        conn, select(*_FULL).where(_of_version(index_id, version), any_tag)
     )
-    return [BlockRow(*r) for r in result]
 
 
 async def list_tags(
@@ -212,12 +214,7 @@ async def version_stats(conn: AsyncConnection, index_id: int, version: int) -> V
 
 async def delete_blocks(conn: AsyncConnection, index_id: int, block_ids: Sequence[int]) -> None:
     """Delete blocks by id."""
-    await conn.execute(
-        vb.delete().where(
-            vb.c.index_id == index_id,
-            vb.c.block_id == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT))),
-        )
-    )
+    await conn.execute(vb.delete().where(vb.c.index_id == index_id, _any_block_id(block_ids)))
 
 
 async def delete_version(conn: AsyncConnection, index_id: int, version: int) -> None:
