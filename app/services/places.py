@@ -76,7 +76,8 @@ async def find_vectors(
     if rest:
         tags = [cipher.list_tag(active_version, list_no) for list_no in rest]
         blocks = await block_repo.blocks_of_lists(conn, index_id, active_version, tags)
-        _collect(cipher, blocks, places, found)
+        # The hinted blocks among them are opened already.
+        _collect(cipher, [b for b in blocks if b.block_id not in hinted], places, found)
     cursor = 0
     while len(found) < len(places):
         page = await block_repo.page_of_blocks(
