@@ -8,6 +8,7 @@ row, block or index fails to open instead of being served.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -38,6 +39,22 @@ class Aead:
         """Encrypt and authenticate `plaintext`, bound to `aad`."""
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._cipher.encrypt(nonce, plaintext, aad)
+
+    def seal_many(self, plaintexts: Sequence[bytes], aads: Sequence[bytes]) -> list[bytes]:
+        """`seal` each plaintext with its associated data.
+
+        The nonces come from one read of the OS's generator: a read per
+        ciphertext cost about a third of sealing a small payload.
+        """
+        nonces = os.urandom(NONCE_BYTES * len(plaintexts))
+        encrypt = self._cipher.encrypt
+        sealed = []
+        for start, plaintext, aad in zip(
+            range(0, len(nonces), NONCE_BYTES), plaintexts, aads, strict=True
+        ):
+            nonce = nonces[start : start + NONCE_BYTES]
+            sealed.append(nonce + encrypt(nonce, plaintext, aad))
+        return sealed
 
     def open(self, blob: bytes, aad: bytes) -> bytes:
         """Decrypt a sealed blob, or raise AuthenticationFailed."""

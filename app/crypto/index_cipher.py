@@ -19,6 +19,7 @@ From an index's DEK, HKDF-SHA256 derives independent sub-keys, one per use:
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -68,9 +69,14 @@ class IndexCipher:
     def _item_aad(self, id_token: bytes, seq: int) -> bytes:
         return b"item" + self._prefix + id_token + seq.to_bytes(8, "big")
 
-    def seal_item(self, id_token: bytes, seq: int, plaintext: bytes) -> bytes:
-        """Encrypt an item payload for its row."""
-        return self._item.seal(plaintext, self._item_aad(id_token, seq))
+    def seal_items(
+        self, id_tokens: Sequence[bytes], seqs: Sequence[int], plaintexts: Sequence[bytes]
+    ) -> list[bytes]:
+        """Encrypt item payloads, each for its row."""
+        aad = self._item_aad
+        return self._item.seal_many(
+            plaintexts, [aad(t, s) for t, s in zip(id_tokens, seqs, strict=True)]
+        )
 
     def open_item(self, id_token: bytes, seq: int, blob: bytes) -> bytes:
         """Decrypt an item payload read from its row."""

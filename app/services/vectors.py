@@ -24,7 +24,6 @@ from app.services.indexes import OpenIndex, open_index, open_row
 from app.services.overlap import alongside
 from app.services.payload import (
     ItemPayload,
-    VectorPlace,
     decode_payload,
     encode_fields,
     with_place,
@@ -88,12 +87,25 @@ class UpsertOutcome:
     warning: str | None = None
 
 
-# Items per statement of an upsert: small enough that the backend inserts one
-# chunk while the next is encrypted, large enough that round trips stay few. The
-# first chunk is smaller, so that the backend starts early; the blocks go with the
-# second, sealed while the backend inserts the first.
+# Items per statement of an upsert. PostgreSQL inserts an item in about twice
+# the time this process takes to seal one, so each chunk can be twice the one
+# before it and still be sealed while the backend inserts that one: the first
+# is small, so that the backend starts early, and the sizes grow to the largest.
 _FIRST_CHUNK = 64
-_WRITE_CHUNK = 256
+_LARGEST_CHUNK = 256
+# The blocks are sealed with the fourth chunk, alongside the first insert of a
+# largest chunk, which leaves the backend most time to spare.
+_BLOCKS_WITH_CHUNK = 3
+
+
+def _chunk_starts(n: int) -> list[int]:
+    """Where each statement's chunk of an upsert of `n` items starts."""
+    starts, start, size = [], 0, _FIRST_CHUNK
+    while start < n:
+        starts.append(start)
+        start += size
+        size = min(2 * size, _LARGEST_CHUNK)
+    return starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,21 +156,21 @@ async def upsert(
         )
         plans = plan_blocks(lists, seqs, ctx.settings.block_max_vectors)
         block_ids = entry_blocks(plans, n)
-        starts = [0, *range(_FIRST_CHUNK, n, _WRITE_CHUNK)]
+        starts = _chunk_starts(n)
         ends = [*starts[1:], n]
-        blocks_with = min(1, len(starts) - 1)
+        blocks_with = min(_BLOCKS_WITH_CHUNK, len(starts) - 1)
 
         def seal_chunk(k: int) -> _SealedChunk:
             start, stop = starts[k], ends[k]
             tokens = [opened.cipher.id_token(i) for i in batch.ids[start:stop]]
             chunk_seqs = seqs[start:stop].tolist()
-            places = zip(lists[start:stop].tolist(), block_ids[start:stop].tolist(), strict=True)
-            payloads = [
-                opened.cipher.seal_item(t, s, with_place(f, VectorPlace(version, list_no, block)))
-                for t, s, f, (list_no, block) in zip(
-                    tokens, chunk_seqs, fields[start:stop], places, strict=True
+            payloads = opened.cipher.seal_items(tokens, chunk_seqs, [
+                with_place(f, version, list_no, block)
+                for f, list_no, block in zip(
+                    fields[start:stop], lists[start:stop].tolist(),
+                    block_ids[start:stop].tolist(), strict=True,
                 )
-            ]
+            ])
             blocks = (
                 seal_planned(opened.cipher, version, plans, seqs, vectors)
                 if k == blocks_with

@@ -87,6 +87,27 @@ async def test_upsert_binary_stores_base64_float32_rows(
     assert [r["metadata"] for r in got["results"]] == [{"k": "v"}, {}]
 
 
+async def test_one_upsert_of_many_statements_stores_each_item_with_its_own_fields(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    # 1,000 items span every chunk size of the upsert, and the blocks go with
+    # a middle chunk.
+    vectors = np.random.default_rng(3).normal(size=(1000, 4)).astype("<f4")
+    ids = [f"m{i}" for i in range(1000)]
+    batch = {"ids": ids, "vectors_b64": base64.b64encode(vectors.tobytes()).decode(),
+             "dimension": 4, "metadata": [{"n": i} for i in range(1000)], "contents": ids}
+    response = await client.post("/vectors/upsert_binary", json={**index, "batch": batch})
+    assert response.status_code == 200, response.text
+    got = (await client.post("/vectors/get", json={
+        **index, "ids": ids, "include": ["vector", "metadata", "contents"],
+    })).json()["results"]
+    assert [r["id"] for r in got] == ids
+    assert [r["contents"] for r in got] == ids
+    assert [r["metadata"] for r in got] == [{"n": i} for i in range(1000)]
+    assert np.array_equal(np.array([r["vector"] for r in got], np.float32), vectors)
+    assert await _count(client, index) == 1000
+
+
 async def test_upsert_binary_with_mismatched_counts_writes_nothing(
     client: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.crypto.aead import Aead, AuthenticationFailed, plaintext_length
+from app.crypto.aead import NONCE_BYTES, Aead, AuthenticationFailed, plaintext_length
 from app.crypto.envelope import (
     KeyUnwrapFailed,
     generate_data_key,
@@ -76,6 +76,22 @@ def test_same_plaintext_seals_differently_each_time() -> None:
     assert aead.seal(b"secret", b"") != aead.seal(b"secret", b"")
 
 
+@given(st.lists(st.tuples(st.binary(max_size=256), st.binary(max_size=64)), max_size=20))
+def test_sealed_together_each_blob_opens_with_its_own_associated_data(
+    messages: list[tuple[bytes, bytes]]
+) -> None:
+    aead = Aead(KEY)
+    blobs = aead.seal_many([m for m, _ in messages], [a for _, a in messages])
+    assert [aead.open(b, a) for b, (_, a) in zip(blobs, messages, strict=True)] == [
+        m for m, _ in messages
+    ]
+
+
+def test_sealed_together_every_blob_has_its_own_nonce() -> None:
+    blobs = Aead(KEY).seal_many([b"secret"] * 1000, [b""] * 1000)
+    assert len({blob[:NONCE_BYTES] for blob in blobs}) == 1000
+
+
 def test_wrapped_data_key_unwraps_with_its_key_and_index() -> None:
     dek = generate_data_key()
     assert unwrap_data_key(KEY, wrap_data_key(KEY, dek, 7), 7) == dek
@@ -110,7 +126,7 @@ def test_id_tokens_are_deterministic_per_index_and_distinct_across_indexes() -> 
 def test_item_ciphertext_is_bound_to_its_row_and_sequence() -> None:
     cipher = IndexCipher(generate_data_key(), 3)
     token = cipher.id_token("a")
-    blob = cipher.seal_item(token, 10, b"payload")
+    [blob] = cipher.seal_items([token], [10], [b"payload"])
     assert cipher.open_item(token, 10, blob) == b"payload"
     with pytest.raises(AuthenticationFailed):
         cipher.open_item(token, 11, blob)
@@ -121,7 +137,7 @@ def test_item_ciphertext_is_bound_to_its_row_and_sequence() -> None:
 def test_item_ciphertext_does_not_open_in_another_index_with_the_same_key() -> None:
     dek = generate_data_key()
     token = IndexCipher(dek, 1).id_token("a")
-    blob = IndexCipher(dek, 1).seal_item(token, 1, b"payload")
+    [blob] = IndexCipher(dek, 1).seal_items([token], [1], [b"payload"])
     with pytest.raises(AuthenticationFailed):
         IndexCipher(dek, 2).open_item(token, 1, blob)
 

@@ -107,7 +107,7 @@ def test_block_plans_cover_every_entry_once_within_its_list(
 def test_payload_round_trips_with_unicode_and_nested_metadata() -> None:
     place = VectorPlace(version=2, list_no=7, block_id=1234)
     fields = encode_fields("ü-1", "héllo", {"a": {"b": [1, 2.5, None, True]}})
-    decoded = decode_payload(with_place(fields, place))
+    decoded = decode_payload(with_place(fields, place.version, place.list_no, place.block_id))
     assert (decoded.id, decoded.contents, decoded.metadata, decoded.place) == (
         "ü-1", "héllo", {"a": {"b": [1, 2.5, None, True]}}, place
     )

@@ -38,7 +38,9 @@ places = st.builds(VectorPlace, st.integers(0, 2**32 - 1), st.integers(0, 2**32 
 def test_any_item_decodes_to_what_was_encoded(
     item_id: str, place: VectorPlace, contents: str | None, metadata: dict[str, Any] | None
 ) -> None:
-    decoded = decode_payload(with_place(encode_fields(item_id, contents, metadata), place))
+    decoded = decode_payload(with_place(
+        encode_fields(item_id, contents, metadata), place.version, place.list_no, place.block_id
+    ))
     assert decoded == ItemPayload(
         id=item_id, vector=None, contents=contents, metadata=metadata, place=place
     )
