@@ -30,6 +30,7 @@ class ServiceContext:
     metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     compaction_checks: dict[int, float] = field(default_factory=dict)
+    overwrites: dict[tuple[str, str], float] = field(default_factory=dict)
     views: dict[tuple[str, str], SearchView] = field(default_factory=dict)
 
     @classmethod

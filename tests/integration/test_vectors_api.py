@@ -108,6 +108,25 @@ async def test_one_upsert_of_many_statements_stores_each_item_with_its_own_field
     assert await _count(client, index) == 1000
 
 
+async def test_upsert_meeting_a_stored_id_in_a_late_chunk_overwrites_it_and_adds_the_rest(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    first = {"ids": ["m999"], "dimension": 4,
+             "vectors_b64": base64.b64encode(np.ones((1, 4), "<f4").tobytes()).decode()}
+    await client.post("/vectors/upsert_binary", json={**index, "batch": first})
+    vectors = np.random.default_rng(4).normal(size=(1000, 4)).astype("<f4")
+    ids = [f"m{i}" for i in range(1000)]
+    batch = {"ids": ids, "vectors_b64": base64.b64encode(vectors.tobytes()).decode(),
+             "dimension": 4}
+    response = await client.post("/vectors/upsert_binary", json={**index, "batch": batch})
+    assert response.status_code == 200, response.text
+    got = (await client.post("/vectors/get", json={
+        **index, "ids": ids, "include": ["vector"],
+    })).json()["results"]
+    assert np.array_equal(np.array([r["vector"] for r in got], np.float32), vectors)
+    assert await _count(client, index) == 1000
+
+
 async def test_upsert_binary_with_mismatched_counts_writes_nothing(
     client: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
