@@ -7,6 +7,7 @@ import os
 from fastapi import APIRouter
 
 from app.api.deps import Caller, Context
+from app.api.json_body import FastJsonRoute
 from app.ivf.distance import Metric
 from app.schemas.common import IndexOperationRequest, SuccessResponse, key_from_hex
 from app.schemas.indexes import (
@@ -22,7 +23,7 @@ from app.services import indexes as service
 from app.services import training
 from app.services.auth import Permission
 
-router = APIRouter(prefix="/indexes", tags=["indexes"])
+router = APIRouter(prefix="/indexes", tags=["indexes"], route_class=FastJsonRoute)
 
 
 @router.get("/list", response_model=IndexListResponse)

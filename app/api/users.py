@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Response
 
 from app.api.deps import Caller, Context
+from app.api.json_body import FastJsonRoute
 from app.errors import BadRequest
 from app.schemas.common import IndexName, key_from_hex
 from app.schemas.indexes import (
@@ -18,7 +19,7 @@ from app.schemas.indexes import (
 )
 from app.services import users as service
 
-router = APIRouter(prefix="/indexes/{index_name}/users", tags=["users"])
+router = APIRouter(prefix="/indexes/{index_name}/users", tags=["users"], route_class=FastJsonRoute)
 
 _KEY_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import Caller, Context
+from app.api.json_body import FastJsonRoute
 from app.errors import BadRequest, InvalidInput
 from app.ivf.vectors import Matrix, matrix_from_base64
 from app.schemas.common import IndexOperationRequest, SuccessResponse
@@ -31,7 +32,7 @@ from app.services import vectors as service
 from app.services.auth import Permission
 from app.services.payload import ItemPayload
 
-router = APIRouter(prefix="/vectors", tags=["vectors"])
+router = APIRouter(prefix="/vectors", tags=["vectors"], route_class=FastJsonRoute)
 
 DEFAULT_TOP_K = 100
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 
 def _items(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -203,6 +204,42 @@ async def _post_raw_json(
     return await client.post(
         path, content=json.dumps(body), headers={"Content-Type": "application/json"}
     )
+
+
+async def test_malformed_json_body_is_unprocessable(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    response = await client.post(
+        "/vectors/upsert", content=b'{"index_name": ', headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    "path", ["/vectors/query", "/vectors/upsert", "/indexes/create", "/indexes/some-index/users"]
+)
+async def test_deeply_nested_json_body_is_unprocessable_on_every_router(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.post(
+        path, content=b"[" * 100_000 + b"]" * 100_000, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+async def test_id_with_a_lone_surrogate_is_unprocessable_and_echoed_escaped(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    # Valid JSON, which no UTF-8 text can hold once decoded.
+    body = json.dumps({**index, "items": [{"id": "a\ud800", "vector": [1, 2, 3, 4]}]})
+    response = await client.post(
+        "/vectors/upsert", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["input"] == "a\ud800"
+    assert await _count(client, index) == 0
 
 
 async def test_non_finite_vector_values_are_unprocessable_and_write_nothing(
