@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, cast
@@ -30,9 +30,9 @@ from app.services.payload import (
     with_place,
 )
 from app.services.places import find_vectors
+from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
-from app.store.blocks import BlockRow
 from app.store.items import ItemRow
 
 
@@ -94,9 +94,9 @@ class UpsertOutcome:
 # is small, so that the backend starts early, and the sizes grow to the largest.
 _FIRST_CHUNK = 64
 _LARGEST_CHUNK = 256
-# The blocks are sealed with the fourth chunk, while the backend inserts the
-# first largest chunk: the longest statement so far leaves the most time.
-_BLOCKS_WITH_CHUNK = 3
+# The blocks are sealed while the backend inserts the first largest chunk (the
+# longest statement so far leaves the most time), and stored after it.
+_BLOCKS_AFTER_CHUNKS = 3
 
 
 def _chunk_starts(n: int) -> list[int]:
@@ -109,17 +109,12 @@ def _chunk_starts(n: int) -> list[int]:
     return starts
 
 
+# A statement of an upsert, ready to send once the one before it is done.
+_Statement = Callable[[], Awaitable[None]]
+
 # After an upsert meets a stored item, the index's upserts overwrite from the
 # start for this long, instead of paying for a plain insert that rolls back.
 _OVERWRITE_MEMORY_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class _SealedChunk:
-    tokens: list[bytes]
-    seqs: list[int]
-    payloads: list[bytes]
-    blocks: list[BlockRow]
 
 
 async def upsert(
@@ -170,7 +165,9 @@ async def _store(
     n = len(batch.ids)
     async with ctx.db.transaction() as conn:
         reservation, fields = await alongside(
-            index_repo.reserve_seqs(conn, tenant, name, n, vectors.shape[1]),
+            index_repo.reserve_seqs(
+                conn, tenant, name, n, vectors.shape[1], new_items=0 if overwrite else n
+            ),
             lambda: _encode_fields(batch),
         )
         if reservation is None:
@@ -186,7 +183,7 @@ async def _store(
                 f"Vector dimension mismatch: expected {opened.row.dimension}, "
                 f"got {vectors.shape[1]}"
             )
-        version = opened.row.active_version
+        index_id, version = opened.row.id, opened.row.active_version
         centroids = await ctx.centroids.load(conn, opened.cipher, version)
         seqs = np.arange(reservation.first_seq, reservation.first_seq + n, dtype=np.int64)
         lists = (
@@ -198,9 +195,17 @@ async def _store(
         block_ids = entry_blocks(plans, n)
         starts = _chunk_starts(n)
         ends = [*starts[1:], n]
-        blocks_with = min(_BLOCKS_WITH_CHUNK, len(starts) - 1)
+        # Inserting, the reservation counted the batch; overwriting, each
+        # statement counts the items it adds.
+        n_items = opened.row.n_items
 
-        def seal_chunk(k: int) -> _SealedChunk:
+        async def overwrite_chunk(
+            tokens: list[bytes], chunk_seqs: list[int], payloads: list[bytes]
+        ) -> None:
+            nonlocal n_items
+            n_items = await item_repo.replace_items(conn, index_id, tokens, chunk_seqs, payloads)
+
+        def seal_items(k: int) -> _Statement:
             start, stop = starts[k], ends[k]
             tokens = [opened.cipher.id_token(i) for i in batch.ids[start:stop]]
             chunk_seqs = seqs[start:stop].tolist()
@@ -211,23 +216,24 @@ async def _store(
                     block_ids[start:stop].tolist(), strict=True,
                 )
             ])
-            blocks = (
-                seal_planned(opened.cipher, version, plans, seqs, vectors)
-                if k == blocks_with
-                else []
-            )
-            return _SealedChunk(tokens, chunk_seqs, payloads, blocks)
+            if overwrite:
+                return partial(overwrite_chunk, tokens, chunk_seqs, payloads)
+            return partial(item_repo.insert_items, conn, index_id, tokens, chunk_seqs, payloads)
 
-        def write(chunk: _SealedChunk) -> Awaitable[int]:
-            return item_repo.write_items(
-                conn, opened.row.id, chunk.tokens, chunk.seqs, chunk.payloads, chunk.blocks,
-                overwrite=overwrite,
-            )
+        def seal_blocks() -> _Statement:
+            blocks = seal_planned(opened.cipher, version, plans, seqs, vectors)
+            return partial(block_repo.insert_blocks, conn, index_id, blocks)
 
-        chunk = seal_chunk(0)
-        for k in range(1, len(starts)):
-            _, chunk = await alongside(write(chunk), partial(seal_chunk, k))
-        return opened, await write(chunk)
+        # Each statement runs while the next one's rows are sealed.
+        sealers: list[Callable[[], _Statement]] = [
+            partial(seal_items, k) for k in range(len(starts))
+        ]
+        sealers.insert(min(_BLOCKS_AFTER_CHUNKS, len(sealers)), seal_blocks)
+        statement = sealers[0]()
+        for sealer in sealers[1:]:
+            _, statement = await alongside(statement(), sealer)
+        await statement()
+        return opened, n_items
 
 
 async def _vectors_or_embeddings(

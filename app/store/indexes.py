@@ -89,10 +89,12 @@ async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
 
 
 async def reserve_seqs(
-    conn: AsyncConnection, tenant: str, name: str, count: int, dimension: int
+    conn: AsyncConnection, tenant: str, name: str, count: int, dimension: int,
+    *, new_items: int = 0,
 ) -> SeqReservation | None:
     """Find the index and hand out `count` write sequences, fixing the dimension on
-    the first write, in one statement.
+    the first write, in one statement; also counts `new_items` as live, for a
+    write that adds that many items or rolls back.
 
     The UPDATE locks the index row until commit, which orders concurrent
     writers of one index and makes them wait for a version switch in progress.
@@ -102,6 +104,7 @@ async def reserve_seqs(
         .where(indexes.c.tenant == tenant, indexes.c.name == name)
         .values(
             next_seq=indexes.c.next_seq + count,
+            n_items=indexes.c.n_items + new_items,
             dimension=func.coalesce(func.nullif(indexes.c.dimension, 0), dimension),
         )
         .returning(*_COLUMNS, indexes.c.next_seq)
