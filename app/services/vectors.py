@@ -287,7 +287,7 @@ async def get_items(
         by_token = {row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in rows}
         vectors = (
             await find_vectors(
-                conn, opened.cipher, opened.row.id, opened.row.active_version,
+                conn, ctx.blocks, opened.cipher, opened.row.id, opened.row.active_version,
                 {seq: p.place for seq, p in by_token.values() if p.place is not None},
             )
             if with_vectors

@@ -159,29 +159,33 @@ async def page_of_blocks(
     )
 
 
-async def blocks_by_ids(
+async def _refs(conn: AsyncConnection, where: ColumnElement[bool]) -> list[BlockRef]:
+    query = select(vb.c.block_id, vb.c.list_tag, vb.c.n_vectors).where(where)
+    return [BlockRef(*r) for r in await conn.execute(query)]
+
+
+async def refs_by_ids(
     conn: AsyncConnection, index_id: int, version: int, block_ids: Collection[int]
-) -> list[BlockRow]:
-    """The blocks of a version among `block_ids` (absent ones are simply missing)."""
-    return await _full_blocks(
-        conn, select(*_FULL).where(_of_version(index_id, version), _any_block_id(block_ids))
-    )
+) -> list[BlockRef]:
+    """The blocks of a version among `block_ids`, without their ciphertexts (absent
+    ones are simply missing)."""
+    return await _refs(conn, _of_version(index_id, version) & _any_block_id(block_ids))
+
+
+async def refs_of_lists(
+    conn: AsyncConnection, index_id: int, version: int, list_tags: Collection[bytes]
+) -> list[BlockRef]:
+    """The blocks of the inverted lists among `list_tags`, without their ciphertexts."""
+    any_tag = vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA)))
+    return await _refs(conn, _of_version(index_id, version) & any_tag)
 
 
 async def blocks_of_list(
     conn: AsyncConnection, index_id: int, version: int, list_tag: bytes
 ) -> list[BlockRow]:
     """Every block of one inverted list."""
-    return await blocks_of_lists(conn, index_id, version, [list_tag])
-
-
-async def blocks_of_lists(
-    conn: AsyncConnection, index_id: int, version: int, list_tags: Collection[bytes]
-) -> list[BlockRow]:
-    """Every block of the inverted lists among `list_tags`, in one round trip."""
-    any_tag = vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA)))
     return await _full_blocks(
-        conn, select(*_FULL).where(_of_version(index_id, version), any_tag)
+        conn, select(*_FULL).where(_of_version(index_id, version), vb.c.list_tag == list_tag)
     )
 
 
