@@ -10,7 +10,14 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.store.tables import index_centroids, indexes, items, list_maps, vector_blocks
+from app.store.tables import (
+    block_parts,
+    index_centroids,
+    indexes,
+    items,
+    list_maps,
+    vector_blocks,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
 
 async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
     """Delete an index with all its items, blocks, centroids and list maps."""
-    for table in (items, vector_blocks, index_centroids, list_maps):
+    for table in (items, vector_blocks, block_parts, index_centroids, list_maps):
         await conn.execute(delete(table).where(table.c.index_id == index_id))
     result = await conn.execute(delete(indexes).where(indexes.c.id == index_id))
     return bool(result.rowcount)

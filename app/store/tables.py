@@ -146,13 +146,24 @@ vector_blocks = Table(
     Column("version", Integer, nullable=False, comment="Index version the block belongs to."),
     Column("list_tag", LargeBinary, nullable=False, comment="HMAC tag of the inverted list."),
     Column("n_vectors", Integer, nullable=False, comment="Entries in the block, stale included."),
-    Column(
-        "ciphertext", LargeBinary, nullable=False,
-        comment="AES-GCM ciphertext of packed (sequence, vector) entries.",
-    ),
     PrimaryKeyConstraint("index_id", "block_id"),
     Index(None, "index_id", "version", "list_tag"),
     comment="Vectors packed per inverted list; entries whose sequence no item holds are stale.",
+)
+
+# The ciphertext of a block, in pieces of at most a page (STORAGE PLAIN, set by
+# the migration): stored inline, where one large value went through TOAST.
+block_parts = Table(
+    "block_parts",
+    metadata,
+    Column("index_id", BigInteger, nullable=False),
+    Column("block_id", BigInteger, nullable=False),
+    Column("part", Integer, nullable=False,
+           comment="Position of the piece in its block's ciphertext."),
+    Column("data", LargeBinary, nullable=False,
+           comment="Up to 8,000 bytes of the block's AES-GCM ciphertext."),
+    PrimaryKeyConstraint("index_id", "block_id", "part"),
+    comment="The ciphertext of each vector block, in pieces small enough to stay in a page.",
 )
 
 index_centroids = Table(

@@ -133,7 +133,7 @@ async def test_query_hits_carry_their_stored_vectors(
         assert np.array_equal(np.asarray(hit["vector"], dtype=np.float32), vectors[position])
 
 
-async def test_deleting_an_index_deletes_its_list_maps(
+async def test_deleting_an_index_deletes_its_list_maps_and_block_parts(
     client: httpx.AsyncClient, body: dict[str, Any], db: Database, index_name: str
 ) -> None:
     assert (await client.post("/indexes/train", json={**body, "n_lists": 8})).is_success
@@ -143,7 +143,21 @@ async def test_deleting_an_index_deletes_its_list_maps(
         )).scalar_one()
     assert (await client.post("/indexes/delete", json=body)).is_success
     async with db.transaction() as conn:
-        left = (await conn.execute(
-            text("SELECT count(*) FROM list_maps WHERE index_id = :id"), {"id": index_id}
-        )).scalar_one()
-    assert left == 0
+        left = (await conn.execute(text(
+            "SELECT (SELECT count(*) FROM list_maps WHERE index_id = :id), "
+            "(SELECT count(*) FROM block_parts WHERE index_id = :id)"
+        ), {"id": index_id})).one()
+    assert tuple(left) == (0, 0)
+
+
+async def test_no_block_part_outlives_its_block_across_retrainings(
+    client: httpx.AsyncClient, body: dict[str, Any], db: Database
+) -> None:
+    for n_lists in (8, 12):
+        assert (await client.post("/indexes/train", json={**body, "n_lists": n_lists})).is_success
+    async with db.transaction() as conn:
+        orphans = (await conn.execute(text(
+            "SELECT count(*) FROM block_parts p WHERE NOT EXISTS (SELECT 1 FROM vector_blocks b "
+            "WHERE b.index_id = p.index_id AND b.block_id = p.block_id)"
+        ))).scalar_one()
+    assert orphans == 0
