@@ -1,8 +1,9 @@
 """Repository of encrypted vector blocks, grouped by index version and list tag.
 
 A block is a row of vector_blocks (where it belongs) and its ciphertext in
-pieces of at most `PART_BYTES`, rows of block_parts: one large value went
-through TOAST, at about twice the backend's time (see migration 0005).
+pieces of at most `PART_BYTES`, rows of block_parts. As one large value it went
+through TOAST: 4.5 ms of the backend's CPU to write a 520 kB block, against
+2.7 ms in pieces (see migration 0005).
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ _FULL = (
 )
 
 
-def _any_block_id(block_ids: Collection[int]) -> ColumnElement[bool]:
-    return vb.c.block_id == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT)))
+def _any_block_id(
+    block_ids: Collection[int], column: ColumnElement[int] = vb.c.block_id
+) -> ColumnElement[bool]:
+    return column == func.any(bindparam("ids", list(block_ids), type_=ARRAY(BIGINT)))
 
 
 async def _full_blocks(conn: AsyncConnection, query: Select[Any]) -> list[BlockRow]:
@@ -164,7 +167,7 @@ async def block_ciphertexts(
             select(bp.c.block_id, _JOINED_PARTS)
             .where(
                 bp.c.index_id == index_id,
-                bp.c.block_id == func.any(bindparam("ids", missing, type_=ARRAY(BIGINT))),
+                _any_block_id(missing, bp.c.block_id),
             )
             .group_by(bp.c.block_id)
         )
