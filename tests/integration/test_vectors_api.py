@@ -91,8 +91,8 @@ async def test_upsert_binary_stores_base64_float32_rows(
 async def test_one_upsert_of_many_statements_stores_each_item_with_its_own_fields(
     client: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
-    # 1,000 items span every chunk size of the upsert, and the blocks go with
-    # a middle chunk.
+    # 1,000 items span every chunk size of the upsert, and the blocks are
+    # stored between two of the chunks.
     vectors = np.random.default_rng(3).normal(size=(1000, 4)).astype("<f4")
     ids = [f"m{i}" for i in range(1000)]
     batch = {"ids": ids, "vectors_b64": base64.b64encode(vectors.tobytes()).decode(),
