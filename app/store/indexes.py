@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.db import driver_connection
 from app.store.tables import (
     block_parts,
     index_centroids,
@@ -95,6 +96,17 @@ async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
     return bool(result.rowcount)
 
 
+# Sent through asyncpg directly, as the upsert's first statement: SQLAlchemy's
+# statement handling cost about 1.5 ms of an upsert here.
+_RESERVE = f"""
+    UPDATE indexes
+    SET next_seq = next_seq + $3, n_items = n_items + $4,
+        dimension = coalesce(nullif(dimension, 0), $5)
+    WHERE tenant = $1 AND name = $2
+    RETURNING {", ".join(IndexRow.__dataclass_fields__)}, next_seq
+"""  # noqa: S608 - the columns are IndexRow's fields, no input
+
+
 async def reserve_seqs(
     conn: AsyncConnection, tenant: str, name: str, count: int, dimension: int,
     *, new_items: int = 0,
@@ -106,22 +118,12 @@ async def reserve_seqs(
     The UPDATE locks the index row until commit, which orders concurrent
     writers of one index and makes them wait for a version switch in progress.
     """
-    result = await conn.execute(
-        indexes.update()
-        .where(indexes.c.tenant == tenant, indexes.c.name == name)
-        .values(
-            next_seq=indexes.c.next_seq + count,
-            n_items=indexes.c.n_items + new_items,
-            dimension=func.coalesce(func.nullif(indexes.c.dimension, 0), dimension),
-        )
-        .returning(*_COLUMNS, indexes.c.next_seq)
-    )
-    row = result.one_or_none()
+    driver = await driver_connection(conn)
+    row = await driver.fetchrow(_RESERVE, tenant, name, count, new_items, dimension)
     if row is None:
         return None
-    fields = row._mapping
-    index_row = IndexRow(**{f: fields[f] for f in IndexRow.__dataclass_fields__})
-    return SeqReservation(row=index_row, first_seq=int(fields["next_seq"]) - count + 1)
+    index_row = IndexRow(**{f: row[f] for f in IndexRow.__dataclass_fields__})
+    return SeqReservation(row=index_row, first_seq=int(row["next_seq"]) - count + 1)
 
 
 async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
