@@ -176,14 +176,14 @@ async def live_among(conn: AsyncConnection, index_id: int, seqs: Collection[int]
     return set(result.scalars())
 
 
-_CHECKED = text(
-    """
+# Sent through asyncpg directly: every query runs it, and SQLAlchemy's
+# statement and row handling cost more than the round trip.
+_CHECKED = """
     SELECT x.next_seq, x.active_version, it.id_token, it.seq, it.payload
     FROM indexes x
-    LEFT JOIN items it ON it.index_id = x.id AND it.seq = ANY(:seqs)
-    WHERE x.id = :index_id
-    """
-).bindparams(bindparam("seqs", type_=ARRAY(BIGINT)))
+    LEFT JOIN items it ON it.index_id = x.id AND it.seq = ANY($2::int8[])
+    WHERE x.id = $1
+"""
 
 
 async def items_by_seqs_checked(
@@ -191,8 +191,11 @@ async def items_by_seqs_checked(
 ) -> tuple[tuple[int, int] | None, list[ItemRow]]:
     """Like items_by_seqs, plus the index's (next_seq, active_version) in the same
     snapshot (None if the index is gone), to check a cached view in the same round trip."""
-    result = (await conn.execute(_CHECKED, {"index_id": index_id, "seqs": list(seqs)})).all()
+    driver = await driver_connection(conn)
+    result = await driver.fetch(_CHECKED, index_id, list(seqs))
     if not result:
         return None, []
-    signature = (int(result[0].next_seq), int(result[0].active_version))
-    return signature, [ItemRow(r.id_token, r.seq, r.payload) for r in result if r.seq is not None]
+    signature = (int(result[0]["next_seq"]), int(result[0]["active_version"]))
+    return signature, [
+        ItemRow(r["id_token"], r["seq"], r["payload"]) for r in result if r["seq"] is not None
+    ]
