@@ -96,8 +96,9 @@ async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
     return bool(result.rowcount)
 
 
-# Sent through asyncpg directly, as the upsert's first statement: SQLAlchemy's
-# statement handling cost about 1.5 ms of an upsert here.
+# Sent through asyncpg directly, as the upsert's first statement: through
+# SQLAlchemy, the upsert took 1.3 ms more (medians of requests alternating
+# between both versions, 38.6 against 37.4 ms).
 _RESERVE = f"""
     UPDATE indexes
     SET next_seq = next_seq + $3, n_items = n_items + $4,
