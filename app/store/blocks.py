@@ -22,11 +22,11 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA, aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
-from app.store.db import copy_rows
+from app.store.db import copy_rows, driver_connection
 from app.store.indexes import IndexRow
 from app.store.tables import block_parts as bp
 from app.store.tables import vector_blocks as vb
@@ -199,9 +199,12 @@ async def page_of_blocks(
     )
 
 
-async def _refs(conn: AsyncConnection, where: ColumnElement[bool]) -> list[BlockRef]:
-    query = select(vb.c.block_id, vb.c.list_tag, vb.c.n_vectors).where(where)
-    return [BlockRef(*r) for r in await conn.execute(query)]
+# Sent through asyncpg directly: every get with vectors runs one of them.
+_REFS = (
+    "SELECT block_id, list_tag, n_vectors FROM vector_blocks WHERE index_id = $1 AND version = $2"
+)
+_REFS_BY_IDS = _REFS + " AND block_id = ANY($3::int8[])"
+_REFS_OF_LISTS = _REFS + " AND list_tag = ANY($3::bytea[])"
 
 
 async def refs_by_ids(
@@ -209,15 +212,20 @@ async def refs_by_ids(
 ) -> list[BlockRef]:
     """The blocks of a version among `block_ids`, without their ciphertexts (absent
     ones are simply missing)."""
-    return await _refs(conn, _of_version(index_id, version) & _any_block_id(block_ids))
+    driver = await driver_connection(conn)
+    return [BlockRef(*r) for r in await driver.fetch(
+        _REFS_BY_IDS, index_id, version, list(block_ids)
+    )]
 
 
 async def refs_of_lists(
     conn: AsyncConnection, index_id: int, version: int, list_tags: Collection[bytes]
 ) -> list[BlockRef]:
     """The blocks of the inverted lists among `list_tags`, without their ciphertexts."""
-    any_tag = vb.c.list_tag == func.any(bindparam("tags", list(list_tags), type_=ARRAY(BYTEA)))
-    return await _refs(conn, _of_version(index_id, version) & any_tag)
+    driver = await driver_connection(conn)
+    return [BlockRef(*r) for r in await driver.fetch(
+        _REFS_OF_LISTS, index_id, version, list(list_tags)
+    )]
 
 
 async def blocks_of_list(

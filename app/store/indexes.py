@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,7 +45,7 @@ class IndexRow:
     key_version: int = 1
 
 
-_COLUMNS = [indexes.c[f] for f in IndexRow.__dataclass_fields__]
+_COLUMN_LIST = ", ".join(IndexRow.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +74,19 @@ async def insert_index(conn: AsyncConnection, row: IndexRow) -> bool:
     return result.one_or_none() is not None
 
 
+# Sent through asyncpg directly: every use case on an index starts with it.
+_FIND = f"SELECT {_COLUMN_LIST} FROM indexes WHERE tenant = $1 AND name = $2"  # noqa: S608 - the columns are IndexRow's fields, no input
+
+
+def _index_row(record: asyncpg.Record) -> IndexRow:
+    return IndexRow(**{f: record[f] for f in IndexRow.__dataclass_fields__})
+
+
 async def find_index(conn: AsyncConnection, tenant: str, name: str) -> IndexRow | None:
     """The tenant's index called `name`."""
-    query = select(*_COLUMNS).where(indexes.c.tenant == tenant, indexes.c.name == name)
-    row = (await conn.execute(query)).one_or_none()
-    return None if row is None else IndexRow(**row._mapping)
+    driver = await driver_connection(conn)
+    record = await driver.fetchrow(_FIND, tenant, name)
+    return None if record is None else _index_row(record)
 
 
 async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
@@ -104,7 +113,7 @@ _RESERVE = f"""
     SET next_seq = next_seq + $3, n_items = n_items + $4,
         dimension = coalesce(nullif(dimension, 0), $5)
     WHERE tenant = $1 AND name = $2
-    RETURNING {", ".join(IndexRow.__dataclass_fields__)}, next_seq
+    RETURNING {_COLUMN_LIST}, next_seq
 """  # noqa: S608 - the columns are IndexRow's fields, no input
 
 
@@ -123,8 +132,7 @@ async def reserve_seqs(
     row = await driver.fetchrow(_RESERVE, tenant, name, count, new_items, dimension)
     if row is None:
         return None
-    index_row = IndexRow(**{f: row[f] for f in IndexRow.__dataclass_fields__})
-    return SeqReservation(row=index_row, first_seq=int(row["next_seq"]) - count + 1)
+    return SeqReservation(row=_index_row(row), first_seq=int(row["next_seq"]) - count + 1)
 
 
 async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
