@@ -1,6 +1,6 @@
 """Vector blocks and centroids as the services use them: seal, open, group by list.
 
-Every write of vectors goes through `seal_assigned`: entries are grouped by
+Every write of vectors is planned by `plan_blocks`: entries are grouped by
 inverted list and packed into blocks of at most `block_size`, one AEAD call
 per block. A block's id is the write sequence of its first entry for upserts,
 or an id reserved from the index's sequence for rewritten blocks.
@@ -98,13 +98,11 @@ def seal_list(
     block_ids: Iterator[int] | None = None,
 ) -> list[BlockRow]:
     """Seal the entries of one list into blocks of at most `block_size`."""
+    plans = plan_blocks(np.zeros(len(seqs), dtype=np.int64), seqs, block_size, block_ids)
     return [
-        _seal_block(
-            cipher, version, list_tag,
-            next(block_ids) if block_ids is not None else int(seqs[start]),
-            seqs[start : start + block_size], vectors[start : start + block_size],
-        )
-        for start in range(0, len(seqs), block_size)
+        _seal_block(cipher, version, list_tag, plan.block_id, seqs[plan.entries],
+                    vectors[plan.entries])
+        for plan in plans
     ]
 
 

@@ -1,7 +1,7 @@
 """The connection pool and the one way services open a transaction.
 
 `Database.transaction()` yields a connection inside BEGIN ... COMMIT (and
-`driver_connection` its asyncpg connection, for COPY and the hottest statement); the
+`driver_connection` its asyncpg connection, for COPY and the hot statements); the
 COMMIT happens before the block exits, so a service returns only after its
 writes are durable. Losing PostgreSQL (refused connection, dropped socket,
 pool timeout) surfaces as ServiceUnavailable (503), never as a hang or a 500.
