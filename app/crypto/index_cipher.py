@@ -28,6 +28,8 @@ from app.crypto.aead import KEY_BYTES, Aead
 from app.crypto.prf import HmacSha256
 
 TOKEN_BYTES = 16
+# Two versions' worth of tags at the largest n_lists (65,536).
+_MAX_REMEMBERED_TAGS = 1 << 17
 _LABEL_PREFIX = b"ciphervec/v1/"
 
 
@@ -41,7 +43,8 @@ class IndexCipher:
     """All cryptographic operations on one index's data, under its DEK."""
 
     __slots__ = (
-        "index_id", "_prefix", "_item", "_block", "_centroid", "_list_map", "_id_key", "_list_key"
+        "index_id", "_prefix", "_item", "_block", "_centroid", "_list_map", "_id_key", "_list_key",
+        "_list_tags",
     )
 
     def __init__(self, dek: bytes, index_id: int) -> None:
@@ -53,6 +56,7 @@ class IndexCipher:
         self._list_map = Aead(_derive(dek, "list-map"))
         self._id_key = HmacSha256(_derive(dek, "id-token"))
         self._list_key = HmacSha256(_derive(dek, "list-tag"))
+        self._list_tags: dict[tuple[int, int], bytes] = {}
 
     def __repr__(self) -> str:
         return f"IndexCipher(index_id={self.index_id}, <secret>)"
@@ -62,9 +66,19 @@ class IndexCipher:
         return self._id_key.digest(item_id.encode("utf-8"))[:TOKEN_BYTES]
 
     def list_tag(self, version: int, list_no: int) -> bytes:
-        """The opaque tag of inverted list `list_no` in index version `version`."""
-        message = struct.pack(">QQ", version, list_no)
-        return self._list_key.digest(message)[:TOKEN_BYTES]
+        """The opaque tag of inverted list `list_no` in index version `version`.
+
+        Remembered: a cipher lives as long as its cached DEK, and every search
+        asks again for the tags of the lists it probes. A tag is no secret (the
+        database stores it); which list it names is no more secret than the key.
+        """
+        tag = self._list_tags.get((version, list_no))
+        if tag is None:
+            if len(self._list_tags) >= _MAX_REMEMBERED_TAGS:
+                self._list_tags.clear()
+            message = struct.pack(">QQ", version, list_no)
+            tag = self._list_tags[version, list_no] = self._list_key.digest(message)[:TOKEN_BYTES]
+        return tag
 
     def _item_aad(self, id_token: bytes, seq: int) -> bytes:
         return b"item" + self._prefix + id_token + seq.to_bytes(8, "big")

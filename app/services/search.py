@@ -183,18 +183,19 @@ async def _search(
     if centroids is not None:
         n_probes = spec.n_probes or auto_n_probes(len(centroids))
         probes = nearest_lists(queries, centroids, metric, n_probes)
-        tags = {opened.cipher.list_tag(version, int(n)): int(n) for n in np.unique(probes)}
-        refs = [ref for ref in view.blocks if ref.list_tag in tags]
+        tags = {opened.cipher.list_tag(version, n): n for n in np.unique(probes).tolist()}
+        refs = [ref for tag in tags for ref in view.by_tag.get(tag, ())]
     blocks = await block_repo.block_ciphertexts(conn, ctx.blocks, opened.row.id, version, refs)
     seqs, vectors = open_blocks(opened.cipher, blocks)
     states = []
     shortlist = max(2 * spec.top_k, spec.top_k + 32)
+    # Which list each scanned entry is in, when queries probe different lists.
     entry_lists = (
-        None if probes is None
+        None if probes is None or len(queries) == 1
         else np.repeat([tags[b.list_tag] for b in blocks], [b.n_vectors for b in blocks])
     )
     for q, query_vector in enumerate(queries):
-        if probes is None or entry_lists is None or len(queries) == 1:
+        if probes is None or entry_lists is None:
             candidates = np.arange(len(seqs))
             pool = vectors  # every scanned entry is a candidate: no copy
         else:

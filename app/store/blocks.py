@@ -8,8 +8,8 @@ through TOAST: 4.5 ms of the backend's CPU to write a 520 kB block, against
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -113,6 +113,14 @@ class SearchView:
     row: IndexRow
     next_seq: int
     blocks: tuple[BlockRef, ...]
+    by_tag: Mapping[bytes, tuple[BlockRef, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A search looks up the blocks of the lists it probes; grouped once per view.
+        grouped: dict[bytes, list[BlockRef]] = {}
+        for ref in self.blocks:
+            grouped.setdefault(ref.list_tag, []).append(ref)
+        object.__setattr__(self, "by_tag", {t: tuple(refs) for t, refs in grouped.items()})
 
     @property
     def signature(self) -> tuple[int, int]:

@@ -123,6 +123,19 @@ def test_id_tokens_are_deterministic_per_index_and_distinct_across_indexes() -> 
     )
 
 
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 300)), max_size=40))
+def test_remembered_list_tags_are_the_tags_a_fresh_cipher_computes(
+    places: list[tuple[int, int]],
+) -> None:
+    dek = generate_data_key()
+    cipher = IndexCipher(dek, 4)
+    first = [cipher.list_tag(v, n) for v, n in places]
+    again = [cipher.list_tag(v, n) for v, n in places]
+    fresh = [IndexCipher(dek, 4).list_tag(v, n) for v, n in places]
+    assert first == again == fresh
+    assert len(set(first)) == len(set(places))
+
+
 def test_item_ciphertext_is_bound_to_its_row_and_sequence() -> None:
     cipher = IndexCipher(generate_data_key(), 3)
     token = cipher.id_token("a")

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-from app.errors import InvalidInput
-from app.ivf.blocks import pack_block, pack_list_map, unpack_block, unpack_list_map
+from app.crypto.envelope import generate_data_key
+from app.crypto.index_cipher import IndexCipher
+from app.errors import InvalidInput, StoredDataCorrupt
+from app.ivf.blocks import (
+    BlockEntries,
+    block_shape,
+    pack_block,
+    pack_list_map,
+    unpack_list_map,
+)
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.vectors import matrix_from_base64, vector_matrix
-from app.services.blockstore import entry_blocks, plan_blocks
+from app.services.blockstore import entry_blocks, open_blocks, plan_blocks, seal_assigned
 from app.services.payload import VectorPlace, decode_payload, encode_fields, with_place
+from app.store.blocks import BlockRow
 
 finite32 = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 
@@ -68,13 +77,68 @@ def test_invalid_base64_is_invalid_input() -> None:
         matrix_from_base64("!!!!", 1)
 
 
-@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 16)),
-                  elements=finite32))
-def test_block_round_trips(vectors: np.ndarray) -> None:
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=6), st.integers(1, 16))
+def test_blocks_gathered_into_entries_round_trip(counts: list[int], dimension: int) -> None:
+    rng = np.random.default_rng(len(counts) * 100 + dimension)
+    vectors = rng.standard_normal((sum(counts), dimension)).astype(np.float32)
     seqs = np.arange(10, 10 + len(vectors), dtype=np.int64)
-    got_seqs, got_vectors = unpack_block(pack_block(seqs, vectors))
-    assert np.array_equal(got_seqs, seqs)
-    assert np.array_equal(got_vectors, vectors)
+    entries = BlockEntries(len(vectors), dimension)
+    for start, end in itertools.pairwise(np.cumsum([0, *counts])):
+        packed = memoryview(pack_block(seqs[start:end], vectors[start:end]))
+        assert block_shape(packed) == (end - start, dimension)
+        entries.add(packed)
+    assert np.array_equal(entries.seqs, seqs)
+    assert np.array_equal(entries.vectors, vectors)
+
+
+def test_a_block_whose_length_disagrees_with_its_header_is_malformed() -> None:
+    packed = pack_block(np.arange(3, dtype=np.int64), np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match="header"):
+        block_shape(packed[:-4])
+
+
+def test_a_block_of_another_dimension_does_not_fit_the_entries() -> None:
+    entries = BlockEntries(3, 4)
+    with pytest.raises(ValueError, match="fit"):
+        entries.add(memoryview(pack_block(np.arange(3), np.zeros((3, 5), dtype=np.float32))))
+
+
+def test_more_entries_than_allocated_do_not_fit() -> None:
+    entries = BlockEntries(2, 4)
+    with pytest.raises(ValueError, match="fit"):
+        entries.add(memoryview(pack_block(np.arange(3), np.zeros((3, 4), dtype=np.float32))))
+
+
+def _sealed_blocks() -> tuple[IndexCipher, np.ndarray, np.ndarray, list[BlockRow]]:
+    cipher = IndexCipher(generate_data_key(), 5)
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    seqs = np.arange(100, 150, dtype=np.int64)
+    lists = rng.integers(0, 4, 50)
+    return cipher, seqs, vectors, seal_assigned(cipher, 1, lists, seqs, vectors, block_size=7)
+
+
+def test_opened_blocks_hold_every_sealed_entry() -> None:
+    cipher, seqs, vectors, blocks = _sealed_blocks()
+    got_seqs, got_vectors = open_blocks(cipher, blocks)
+    order = np.argsort(got_seqs)
+    assert np.array_equal(got_seqs[order], seqs)
+    assert np.array_equal(got_vectors[order], vectors)
+
+
+def test_a_block_row_that_miscounts_its_vectors_is_corrupt() -> None:
+    cipher, _, _, blocks = _sealed_blocks()
+    blocks[1] = blocks[1]._replace(n_vectors=blocks[1].n_vectors + 1)
+    with pytest.raises(StoredDataCorrupt, match="number of vectors"):
+        open_blocks(cipher, blocks)
+
+
+def test_a_block_moved_to_another_list_fails_authentication() -> None:
+    cipher, _, _, blocks = _sealed_blocks()
+    other = next(b for b in blocks if b.list_tag != blocks[0].list_tag)
+    blocks[0] = blocks[0]._replace(list_tag=other.list_tag)
+    with pytest.raises(StoredDataCorrupt, match="authentication"):
+        open_blocks(cipher, blocks)
 
 
 @given(st.lists(st.tuples(st.integers(0, 2**62), st.integers(0, 2**31 - 1)), max_size=200))
