@@ -113,14 +113,17 @@ class SearchView:
     row: IndexRow
     next_seq: int
     blocks: tuple[BlockRef, ...]
+    # Derived once per view, as every search over it asks: the blocks of each
+    # list, and the entries of all blocks (live or stale).
     by_tag: Mapping[bytes, tuple[BlockRef, ...]] = field(init=False, repr=False, compare=False)
+    n_entries: int = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        # A search looks up the blocks of the lists it probes; grouped once per view.
         grouped: dict[bytes, list[BlockRef]] = {}
         for ref in self.blocks:
             grouped.setdefault(ref.list_tag, []).append(ref)
         object.__setattr__(self, "by_tag", {t: tuple(refs) for t, refs in grouped.items()})
+        object.__setattr__(self, "n_entries", sum(ref.n_vectors for ref in self.blocks))
 
     @property
     def signature(self) -> tuple[int, int]:

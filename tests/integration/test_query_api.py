@@ -144,6 +144,18 @@ async def test_deleted_and_overwritten_items_never_appear(
     assert await _ids(client, small, top_k=10) == ["c", "d", "e", "b"]
 
 
+async def test_stale_entries_nearer_than_every_live_item_do_not_crowd_out_results(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    near = [{"id": f"n{i}", "vector": [i / 100, 0, 0, 0]} for i in range(40)]
+    far = [{"id": f"f{i}", "vector": [100 + i, 0, 0, 0]} for i in range(20)]
+    await client.post("/vectors/upsert", json={**index, "items": near + far})
+    moved = [{"id": f"n{i}", "vector": [1000 + i, 0, 0, 0]} for i in range(30)]
+    await client.post("/vectors/upsert", json={**index, "items": moved})
+    assert await _ids(client, index, top_k=10) == [f"n{i}" for i in range(30, 40)]
+    assert await _ids(client, index, top_k=12) == [f"n{i}" for i in range(30, 40)] + ["f0", "f1"]
+
+
 async def test_query_on_an_empty_index_returns_no_results(
     client: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
