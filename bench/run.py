@@ -7,8 +7,8 @@ query p50/p95 ms, recall@10 against exact search and get p50 ms, writes
 bench/results/<name>.json and a PNG chart. The systems run in turn for three
 rounds (`--rounds`), each on fresh storage; the figures are medians, and
 every run is kept in the JSON. Then both run at once, their upsert requests
-alternating, for a ratio that the machine's slow and fast spells do not tilt
-(`interleaved_upsert` in the JSON).
+alternating, then (after a training run each) their queries, for ratios
+that the machine's slow and fast spells do not tilt (`interleaved` in the JSON).
 
     python bench/run.py                      # both systems, 50,000 x 128
     python bench/run.py --scale              # ciphervec alone, 1,000,000 x 128
@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -299,14 +299,16 @@ def run_system(system: str, workdir: Path, vectors: np.ndarray, queries: np.ndar
     return result
 
 
-def interleaved_upserts(workdir: Path, vectors: np.ndarray, batch: int) -> dict[str, Any]:
-    """Both services up at once, their upsert requests alternating (which goes first
-    alternates too): a slow spell of the machine hits both alike. Median ms per
-    request, and the reference's over ciphervec's."""
-    walls: dict[str, list[float]] = {"ciphervec": [], "reference": []}
+def interleaved(workdir: Path, vectors: np.ndarray, queries: np.ndarray, batch: int,
+                top_k: int) -> dict[str, Any]:
+    """Both services up at once, their requests alternating (which goes first
+    alternates too), so a slow spell of the machine hits both alike: the upserts,
+    one training run each, then the queries. Median ms per request, and the
+    reference's over ciphervec's."""
+    systems = ("ciphervec", "reference")
     with ExitStack() as stack:
         indexes = {}
-        for system, server in (("ciphervec", ciphervec_server), ("reference", reference_server)):
+        for system, server in zip(systems, (ciphervec_server, reference_server), strict=True):
             folder = workdir / f"{system}-interleaved"
             folder.mkdir()
             folder.chmod(0o755)  # noqa: S103 - the embedded cluster runs as the postgres user
@@ -316,12 +318,27 @@ def interleaved_upserts(workdir: Path, vectors: np.ndarray, batch: int) -> dict[
                 dimension=vectors.shape[1], metric="euclidean",
             )
         ids = [str(i) for i in range(len(vectors))]
-        for step, start in enumerate(range(0, len(vectors), batch)):
-            order = list(walls) if step % 2 == 0 else list(reversed(walls))
-            for system in order:
-                started = time.perf_counter()
-                indexes[system].upsert(ids[start : start + batch], vectors[start : start + batch])
-                walls[system].append((time.perf_counter() - started) * 1000)
+        starts = range(0, len(vectors), batch)
+        upserts = _alternating(indexes, len(starts), lambda index, step: index.upsert(
+            ids[starts[step] : starts[step] + batch], vectors[starts[step] : starts[step] + batch]
+        ))
+        for index in indexes.values():
+            index.train()
+        searches = _alternating(indexes, len(queries), lambda index, step: index.query(
+            query_vectors=queries[step].tolist(), top_k=top_k
+        ))
+    return {"upsert": upserts, "query": searches}
+
+
+def _alternating(indexes: dict[str, Any], steps: int, request: Callable[[Any, int], object]
+                 ) -> dict[str, float]:
+    walls: dict[str, list[float]] = {system: [] for system in indexes}
+    for step in range(steps):
+        order = list(indexes) if step % 2 == 0 else list(reversed(indexes))
+        for system in order:
+            started = time.perf_counter()
+            request(indexes[system], step)
+            walls[system].append((time.perf_counter() - started) * 1000)
     c, r = (float(np.median(walls[s])) for s in ("ciphervec", "reference"))
     return {"ciphervec_ms_p50": round(c, 2), "reference_ms_p50": round(r, 2),
             "ratio": round(r / c, 2)}
@@ -379,8 +396,8 @@ def main() -> None:
                 result = run_system(system, folder, vectors, queries, truth, args)
                 runs[system].append(result)
                 print(f"[{system} round {round_no + 1}] {json.dumps(result)}", flush=True)
-        interleaved = (
-            interleaved_upserts(workdir, vectors, args.batch)
+        alternating = (
+            interleaved(workdir, vectors, queries, args.batch, args.top_k)
             if set(systems) == {"ciphervec", "reference"}
             else None
         )
@@ -396,8 +413,8 @@ def main() -> None:
             "train_time": round(r["train_s"] / max(c["train_s"], 1e-9), 2),
             "query_p50": round(r["query_p50_ms"] / max(c["query_p50_ms"], 1e-9), 2),
         }
-    if interleaved is not None:
-        report["interleaved_upsert"] = interleaved
+    if alternating is not None:
+        report["interleaved"] = alternating
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "scale-1m" if args.scale else f"side-by-side-{args.n}"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
