@@ -29,9 +29,8 @@ from app.ivf.vectors import Matrix
 from app.services.blockstore import open_blocks
 from app.services.payload import VectorPlace
 from app.store import blocks as block_repo
-from app.store import list_maps as list_map_repo
 from app.store.block_cache import BlockCache
-from app.store.blocks import BlockRow
+from app.store.blocks import BlockRow, SearchView
 from app.store.list_maps import ListMapPage
 
 # Entries per list-map page (12 kB of plaintext). A read of a moved vector
@@ -64,28 +63,39 @@ async def find_vectors(
     index_id: int,
     active_version: int,
     places: Mapping[int, VectorPlace],
+    map_pages: Sequence[ListMapPage],
+    view: SearchView | None,
 ) -> dict[int, Matrix]:
     """The vectors of the live entries `places` names (write sequence -> place).
 
-    The caller reads in one snapshot, so the index row, blocks and maps agree.
-    Block ciphertexts come from `cache` where held, as searches take them: a
-    block never changes under its id.
+    The caller reads in one snapshot, so the index row, blocks and maps agree:
+    `map_pages` are the active version's list-map pages covering the moved
+    entries, and `view`, if given, is a cached view whose signature matched
+    that snapshot, so its block listing stands in for reading one. Block
+    ciphertexts come from `cache` where held, as searches take them: a block
+    never changes under its id.
     """
     lists = {s: p.list_no for s, p in places.items() if p.version == active_version}
     moved = [s for s, p in places.items() if p.version != active_version]
     if moved:
-        lists |= await _mapped_lists(conn, cipher, index_id, active_version, moved)
+        lists |= _mapped_lists(cipher, active_version, map_pages, moved)
     found: dict[int, Matrix] = {}
     hinted = {p.block_id for s, p in places.items() if p.version == active_version}
     if hinted:
-        refs = await block_repo.refs_by_ids(conn, index_id, active_version, hinted)
+        refs = (
+            [ref for ref in view.blocks if ref.block_id in hinted] if view is not None
+            else await block_repo.refs_by_ids(conn, index_id, active_version, hinted)
+        )
         _collect(cipher, await block_repo.block_ciphertexts(
             conn, cache, index_id, active_version, refs
         ), places, found)
     rest = {lists[s] for s in places if s not in found and s in lists}
     if rest:
         tags = [cipher.list_tag(active_version, list_no) for list_no in rest]
-        refs = await block_repo.refs_of_lists(conn, index_id, active_version, tags)
+        refs = (
+            [ref for tag in tags for ref in view.by_tag.get(tag, ())] if view is not None
+            else await block_repo.refs_of_lists(conn, index_id, active_version, tags)
+        )
         # The hinted blocks among them are opened already.
         _collect(cipher, await block_repo.block_ciphertexts(
             conn, cache, index_id, active_version, [r for r in refs if r.block_id not in hinted]
@@ -102,12 +112,12 @@ async def find_vectors(
     return found
 
 
-async def _mapped_lists(
-    conn: AsyncConnection, cipher: IndexCipher, index_id: int, version: int, seqs: Sequence[int]
+def _mapped_lists(
+    cipher: IndexCipher, version: int, pages: Sequence[ListMapPage], seqs: Sequence[int]
 ) -> dict[int, int]:
     wanted = np.asarray(sorted(seqs), dtype=np.int64)
     lists: dict[int, int] = {}
-    for page in await list_map_repo.pages_covering(conn, index_id, version, seqs):
+    for page in pages:
         try:
             plaintext = cipher.open_list_map(version, page.first_seq, page.ciphertext)
         except AuthenticationFailed as exc:

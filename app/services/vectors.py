@@ -283,16 +283,23 @@ async def get_items(
         opened = await open_index(conn, ctx, tenant, name, index_key)
         unique_ids = list(dict.fromkeys(ids))
         tokens = [opened.cipher.id_token(i) for i in unique_ids]
-        rows = await item_repo.items_by_tokens(conn, opened.row.id, tokens) if tokens else []
-        by_token = {row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in rows}
-        vectors = (
-            await find_vectors(
+        lookup = await item_repo.items_by_tokens(
+            conn, opened.row.id, tokens, with_map_pages=with_vectors
+        )
+        if lookup is None:  # cannot happen: the index row was read in this snapshot
+            raise IndexNotFound(name)
+        by_token = {
+            row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in lookup.rows
+        }
+        vectors = {}
+        if with_vectors:
+            view = ctx.views.get((tenant, name))
+            vectors = await find_vectors(
                 conn, ctx.blocks, opened.cipher, opened.row.id, opened.row.active_version,
                 {seq: p.place for seq, p in by_token.values() if p.place is not None},
+                lookup.map_pages,
+                view if view is not None and view.signature == lookup.signature else None,
             )
-            if with_vectors
-            else {}
-        )
     found = []
     for item_id, token in zip(unique_ids, tokens, strict=True):
         stored = by_token.get(token)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import copy_rows
@@ -30,26 +28,6 @@ async def insert_pages(
             conn, list_maps, ("index_id", "version", *ListMapPage._fields),
             [(index_id, version, *page) for page in pages],
         )
-
-
-_COVERING = text(
-    """
-    SELECT DISTINCT m.first_seq, m.last_seq, m.ciphertext
-    FROM list_maps m
-    JOIN unnest(:seqs) AS s(seq) ON s.seq BETWEEN m.first_seq AND m.last_seq
-    WHERE m.index_id = :index_id AND m.version = :version
-    """
-).bindparams(bindparam("seqs", type_=ARRAY(BIGINT)))
-
-
-async def pages_covering(
-    conn: AsyncConnection, index_id: int, version: int, seqs: Collection[int]
-) -> list[ListMapPage]:
-    """The pages of a version's map whose range holds any of `seqs`."""
-    result = await conn.execute(
-        _COVERING, {"index_id": index_id, "version": version, "seqs": list(seqs)}
-    )
-    return [ListMapPage(*row) for row in result]
 
 
 async def delete_version(conn: AsyncConnection, index_id: int, version: int) -> None:

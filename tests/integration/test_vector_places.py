@@ -89,6 +89,32 @@ async def test_get_finds_vectors_upserted_into_a_trained_index(
     assert np.array_equal(await _stored_vectors(client, body, len(vectors)), expected)
 
 
+async def test_get_after_searches_cached_the_view_finds_moved_and_fresh_vectors(
+    client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray
+) -> None:
+    assert (await client.post("/indexes/train", json={**body, "n_lists": 8})).is_success
+    query = {**body, "query_vectors": vectors[0].tolist(), "top_k": 1}
+    assert (await client.post("/vectors/query", json=query)).is_success
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), vectors)
+    fresh = vectors[:50] + 1
+    await upsert_vectors(client, body, fresh)
+    expected = np.concatenate([fresh, vectors[50:]])
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), expected)
+    assert (await client.post("/vectors/query", json=query)).is_success
+    assert np.array_equal(await _stored_vectors(client, body, len(vectors)), expected)
+
+
+async def test_get_finds_moved_vectors_across_many_list_map_pages(
+    client: httpx.AsyncClient, index_name: str, index_key: str
+) -> None:
+    many = np.random.default_rng(11).normal(size=(2_500, DIMENSION)).astype(np.float32)
+    created = await create_index(client, index_name, index_key, dimension=DIMENSION)
+    for start in range(0, len(many), 500):
+        await upsert_vectors(client, created, many[start : start + 500], start)
+    assert (await client.post("/indexes/train", json={**created, "n_lists": 10})).is_success
+    assert np.array_equal(await _stored_vectors(client, created, len(many)), many)
+
+
 async def test_get_finds_vectors_whose_block_compaction_merged_away(
     client: httpx.AsyncClient, body: dict[str, Any], vectors: np.ndarray, ctx: ServiceContext
 ) -> None:
