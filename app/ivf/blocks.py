@@ -49,8 +49,9 @@ class BlockEntries:
     """Many blocks' entries gathered into one array of sequences and one matrix,
     both allocated once: each block is copied in as bytes, with no array per block.
 
-    A search opens a few dozen small blocks per query, where building two arrays
-    per block and concatenating them cost about a third as much as decrypting.
+    A search opens a few dozen small blocks per query. Two arrays per block, then
+    concatenated, cost 40-100% on top of the decryption (22 blocks of 112 x 128:
+    0.6-0.9 ms, of which AES-GCM 0.43 ms); copied in as bytes, about 25%.
     """
 
     def __init__(self, total: int, dimension: int) -> None:

@@ -133,6 +133,8 @@ def pack_centroids(centroids: Matrix) -> bytes:
 
 
 def unpack_centroids(data: bytes) -> Matrix:
-    """Parse serialized centroids."""
+    """Parse serialized centroids: a read-only view of `data`, not a copy (every
+    search unpacks them)."""
     dimension = int(np.frombuffer(data, dtype="<u4", count=1)[0])
-    return np.frombuffer(data, dtype="<f4", offset=4).reshape(-1, dimension).astype(np.float32)
+    rows = np.frombuffer(data, dtype="<f4", offset=4).reshape(-1, dimension)
+    return rows.astype(np.float32, copy=False)
