@@ -93,7 +93,7 @@ async def find_vectors(
     if rest:
         tags = [cipher.list_tag(active_version, list_no) for list_no in rest]
         refs = (
-            [ref for tag in tags for ref in view.by_tag.get(tag, ())] if view is not None
+            view.blocks_of_lists(tags) if view is not None
             else await block_repo.refs_of_lists(conn, index_id, active_version, tags)
         )
         # The hinted blocks among them are opened already.

@@ -187,7 +187,7 @@ async def _search(
         n_probes = spec.n_probes or auto_n_probes(len(centroids))
         probes = nearest_lists(queries, centroids, metric, n_probes)
         tags = {opened.cipher.list_tag(version, n): n for n in np.unique(probes).tolist()}
-        refs = [ref for tag in tags for ref in view.by_tag.get(tag, ())]
+        refs = view.blocks_of_lists(tags)
     blocks = await block_repo.block_ciphertexts(conn, ctx.blocks, opened.row.id, version, refs)
     seqs, vectors = open_blocks(opened.cipher, blocks)
     states = []

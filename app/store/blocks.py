@@ -8,7 +8,7 @@ through TOAST: 4.5 ms of the backend's CPU to write a 520 kB block, against
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
 from app.store.db import copy_rows, driver_connection
-from app.store.indexes import IndexRow
+from app.store.indexes import IndexRow, index_row_from
 from app.store.tables import block_parts as bp
 from app.store.tables import vector_blocks as vb
 
@@ -115,15 +115,19 @@ class SearchView:
     blocks: tuple[BlockRef, ...]
     # Derived once per view, as every search over it asks: the blocks of each
     # list, and the entries of all blocks (live or stale).
-    by_tag: Mapping[bytes, tuple[BlockRef, ...]] = field(init=False, repr=False, compare=False)
+    _by_tag: Mapping[bytes, tuple[BlockRef, ...]] = field(init=False, repr=False, compare=False)
     n_entries: int = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
         grouped: dict[bytes, list[BlockRef]] = {}
         for ref in self.blocks:
             grouped.setdefault(ref.list_tag, []).append(ref)
-        object.__setattr__(self, "by_tag", {t: tuple(refs) for t, refs in grouped.items()})
+        object.__setattr__(self, "_by_tag", {t: tuple(refs) for t, refs in grouped.items()})
         object.__setattr__(self, "n_entries", sum(ref.n_vectors for ref in self.blocks))
+
+    def blocks_of_lists(self, list_tags: Iterable[bytes]) -> list[BlockRef]:
+        """The listed blocks of the inverted lists among `list_tags`."""
+        return [ref for tag in list_tags for ref in self._by_tag.get(tag, ())]
 
     @property
     def signature(self) -> tuple[int, int]:
@@ -154,7 +158,7 @@ async def search_view(conn: AsyncConnection, tenant: str, name: str) -> SearchVi
     if row is None:
         return None
     fields = row._mapping
-    index_row = IndexRow(**{f: fields[f] for f in IndexRow.__dataclass_fields__})
+    index_row = index_row_from(fields)
     blocks = tuple(
         BlockRef(int(i), bytes(t), int(c))
         for i, t, c in zip(fields["ids"] or (), fields["tags"] or (), fields["counts"] or (),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -78,7 +77,8 @@ async def insert_index(conn: AsyncConnection, row: IndexRow) -> bool:
 _FIND = f"SELECT {_COLUMN_LIST} FROM indexes WHERE tenant = $1 AND name = $2"  # noqa: S608 - the columns are IndexRow's fields, no input
 
 
-def _index_row(record: asyncpg.Record) -> IndexRow:
+def index_row_from(record: Mapping[Any, Any]) -> IndexRow:
+    """An IndexRow from a result row holding its columns by name (asyncpg or SQLAlchemy)."""
     return IndexRow(**{f: record[f] for f in IndexRow.__dataclass_fields__})
 
 
@@ -86,7 +86,7 @@ async def find_index(conn: AsyncConnection, tenant: str, name: str) -> IndexRow 
     """The tenant's index called `name`."""
     driver = await driver_connection(conn)
     record = await driver.fetchrow(_FIND, tenant, name)
-    return None if record is None else _index_row(record)
+    return None if record is None else index_row_from(record)
 
 
 async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
@@ -132,7 +132,7 @@ async def reserve_seqs(
     row = await driver.fetchrow(_RESERVE, tenant, name, count, new_items, dimension)
     if row is None:
         return None
-    return SeqReservation(row=_index_row(row), first_seq=int(row["next_seq"]) - count + 1)
+    return SeqReservation(row=index_row_from(row), first_seq=int(row["next_seq"]) - count + 1)
 
 
 async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
