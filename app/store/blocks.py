@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
 from app.store.db import copy_rows, driver_connection
-from app.store.indexes import IndexRow, index_row_from
+from app.store.indexes import IndexRow, index_columns, index_row_from
 from app.store.tables import block_parts as bp
 from app.store.tables import vector_blocks as vb
 
@@ -136,11 +136,8 @@ class SearchView:
 
 
 _VIEW = text(
-    """
-    SELECT i.id, i.tenant, i.name, i.dimension, i.metric, i.key_provider, i.wrapped_dek,
-           i.embedding_model, i.metadata_schema, i.active_version, i.n_lists, i.n_items,
-           i.trained_vectors, i.kms_name, i.kms_key_id, i.kms_context, i.key_version,
-           i.next_seq, b.ids, b.tags, b.counts
+    f"""
+    SELECT {index_columns("i")}, i.next_seq, b.ids, b.tags, b.counts
     FROM indexes i
     LEFT JOIN LATERAL (
         SELECT array_agg(block_id) AS ids, array_agg(list_tag) AS tags,
@@ -148,7 +145,7 @@ _VIEW = text(
         FROM vector_blocks WHERE index_id = i.id AND version = i.active_version
     ) b ON true
     WHERE i.tenant = :tenant AND i.name = :name
-    """
+    """  # noqa: S608 - the columns are IndexRow's fields, no input
 )
 
 

@@ -44,7 +44,13 @@ class IndexRow:
     key_version: int = 1
 
 
-_COLUMN_LIST = ", ".join(IndexRow.__dataclass_fields__)
+def index_columns(alias: str = "") -> str:
+    """IndexRow's columns for a SELECT list, each prefixed with `alias.` if given."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + f for f in IndexRow.__dataclass_fields__)
+
+
+_COLUMN_LIST = index_columns()
 
 
 @dataclass(frozen=True, slots=True)
