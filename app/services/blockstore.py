@@ -8,7 +8,7 @@ or an id reserved from the index's sequence for rewritten blocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from app.ivf.blocks import BlockEntries, Seqs, block_shape, pack_block
 from app.ivf.kmeans import pack_centroids, unpack_centroids
 from app.ivf.vectors import Matrix
 from app.store import centroids as centroid_repo
+from app.store.block_cache import BlockCache
 from app.store.blocks import BlockRow
 
 Lists = np.ndarray[Any, np.dtype[np.int64]]
@@ -111,6 +112,18 @@ def _seal_block(
 ) -> BlockRow:
     ciphertext = cipher.seal_block(version, list_tag, block_id, pack_block(seqs, vectors))
     return BlockRow(block_id, version, list_tag, len(seqs), ciphertext)
+
+
+def remember_committed(cache: BlockCache, index_id: int, blocks: Iterable[BlockRow]) -> None:
+    """Put blocks whose write has committed into the block cache.
+
+    A new version's first searches, or reads of items just written, then find
+    their blocks here instead of fetching them from PostgreSQL one miss at a
+    time. Only after the commit: a rolled-back write's sequences, and so its
+    block ids, are handed out again.
+    """
+    for block in blocks:
+        cache.put(index_id, block.block_id, block.ciphertext)
 
 
 def open_blocks(cipher: IndexCipher, blocks: Sequence[BlockRow]) -> tuple[Seqs, Matrix]:

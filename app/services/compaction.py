@@ -16,7 +16,7 @@ import itertools
 import numpy as np
 
 from app.crypto.index_cipher import IndexCipher
-from app.services.blockstore import open_blocks, seal_list
+from app.services.blockstore import open_blocks, remember_committed, seal_list
 from app.services.context import ServiceContext
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
@@ -64,3 +64,4 @@ async def _compact_list(
         )
         await block_repo.insert_blocks(conn, index_id, fresh)
         await block_repo.delete_blocks(conn, index_id, [b.block_id for b in old])
+    remember_committed(ctx.blocks, index_id, fresh)

@@ -37,7 +37,12 @@ from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
 from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists
 from app.ivf.vectors import Matrix
-from app.services.blockstore import open_blocks, seal_assigned, seal_centroids
+from app.services.blockstore import (
+    open_blocks,
+    remember_committed,
+    seal_assigned,
+    seal_centroids,
+)
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.locking import maintenance_lock
@@ -143,6 +148,7 @@ class _Run:
                     block_size, itertools.count(first),
                 )
                 await block_repo.insert_blocks(conn, self.row.id, blocks)
+            remember_committed(self.ctx.blocks, self.row.id, blocks)
 
 
 def _is_live(live: Seqs, seqs: Seqs) -> np.ndarray:
@@ -254,18 +260,21 @@ async def run_locked(
             conn, row.id, old, after_block_id=cursor, limit=1_000_000
         )
         late_seqs, late_vectors = open_blocks(cipher, late)
+        late_blocks = []
         if len(late_seqs):
             lists = _assign(late_vectors, centroids, run.metric)
             first = await index_repo.reserve_ids(conn, row.id, _block_count(lists, block_size))
-            await block_repo.insert_blocks(conn, row.id, seal_assigned(
+            late_blocks = seal_assigned(
                 cipher, new, lists, late_seqs, late_vectors, block_size,
                 block_ids=itertools.count(first),
-            ))
+            )
+            await block_repo.insert_blocks(conn, row.id, late_blocks)
             await _store_list_map(conn, cipher, row.id, new, [(late_seqs, lists)])
         await centroid_repo.insert_centroids(
             conn, row.id, new, n_lists, seal_centroids(cipher, new, centroids)
         )
         await index_repo.activate_version(conn, row.id, new, n_lists, final.n_items)
+    remember_committed(ctx.blocks, row.id, late_blocks)
 
     async with ctx.db.transaction() as conn:
         await block_repo.delete_other_versions(conn, row.id, new)

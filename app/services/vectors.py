@@ -19,7 +19,12 @@ from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import maintenance, texts
-from app.services.blockstore import entry_blocks, plan_blocks, seal_planned
+from app.services.blockstore import (
+    entry_blocks,
+    plan_blocks,
+    remember_committed,
+    seal_planned,
+)
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index, open_row
 from app.services.overlap import alongside
@@ -33,6 +38,7 @@ from app.services.places import find_vectors
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
+from app.store.blocks import BlockRow
 from app.store.items import ItemRow
 
 
@@ -220,8 +226,10 @@ async def _store(
                 return partial(overwrite_chunk, tokens, chunk_seqs, payloads)
             return partial(item_repo.insert_items, conn, index_id, tokens, chunk_seqs, payloads)
 
+        blocks: list[BlockRow] = []
+
         def seal_blocks() -> _Statement:
-            blocks = seal_planned(opened.cipher, version, plans, seqs, vectors)
+            blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
             return partial(block_repo.insert_blocks, conn, index_id, blocks)
 
         # Each statement runs while the next one's rows are sealed.
@@ -233,7 +241,8 @@ async def _store(
         for sealer in sealers[1:]:
             _, statement = await alongside(statement(), sealer)
         await statement()
-        return opened, n_items
+    remember_committed(ctx.blocks, index_id, blocks)
+    return opened, n_items
 
 
 async def _vectors_or_embeddings(
