@@ -30,7 +30,7 @@ from app.services.blockstore import open_blocks
 from app.services.payload import VectorPlace
 from app.store import blocks as block_repo
 from app.store.block_cache import BlockCache
-from app.store.blocks import BlockRow, SearchView
+from app.store.blocks import BlockRef, BlockRow, SearchView
 from app.store.list_maps import ListMapPage
 
 # Entries per list-map page (12 kB of plaintext). A read of a moved vector
@@ -56,25 +56,29 @@ def seal_list_map(
     return pages
 
 
+class BlocksGone(Exception):
+    """A block of the view's listing is no longer stored: the listing changed
+    after the caller checked the view."""
+
+
 async def find_vectors(
     conn: AsyncConnection,
     cache: BlockCache,
     cipher: IndexCipher,
-    index_id: int,
-    active_version: int,
+    view: SearchView,
     places: Mapping[int, VectorPlace],
     map_pages: Sequence[ListMapPage],
-    view: SearchView | None,
 ) -> dict[int, Matrix]:
     """The vectors of the live entries `places` names (write sequence -> place).
 
-    The caller reads in one snapshot, so the index row, blocks and maps agree:
-    `map_pages` are the active version's list-map pages covering the moved
-    entries, and `view`, if given, is a cached view whose signature matched
-    that snapshot, so its block listing stands in for reading one. Block
+    The items, `view` and `map_pages` (the active version's list-map pages
+    covering the moved entries) agree: they come from one snapshot, or the
+    view's signature matched the statement that read the other two. Block
     ciphertexts come from `cache` where held, as searches take them: a block
-    never changes under its id.
+    never changes under its id. One that is missing from the database
+    (possible only on a cached view) raises BlocksGone.
     """
+    index_id, active_version = view.row.id, view.row.active_version
     lists = {s: p.list_no for s, p in places.items() if p.version == active_version}
     moved = [s for s, p in places.items() if p.version != active_version]
     if moved:
@@ -82,24 +86,14 @@ async def find_vectors(
     found: dict[int, Matrix] = {}
     hinted = {p.block_id for s, p in places.items() if p.version == active_version}
     if hinted:
-        refs = (
-            [ref for ref in view.blocks if ref.block_id in hinted] if view is not None
-            else await block_repo.refs_by_ids(conn, index_id, active_version, hinted)
-        )
-        _collect(cipher, await block_repo.block_ciphertexts(
-            conn, cache, index_id, active_version, refs
-        ), places, found)
+        refs = [ref for ref in view.blocks if ref.block_id in hinted]
+        _collect(cipher, await _listed_blocks(conn, cache, view, refs), places, found)
     rest = {lists[s] for s in places if s not in found and s in lists}
     if rest:
         tags = [cipher.list_tag(active_version, list_no) for list_no in rest]
-        refs = (
-            view.blocks_of_lists(tags) if view is not None
-            else await block_repo.refs_of_lists(conn, index_id, active_version, tags)
-        )
         # The hinted blocks among them are opened already.
-        _collect(cipher, await block_repo.block_ciphertexts(
-            conn, cache, index_id, active_version, [r for r in refs if r.block_id not in hinted]
-        ), places, found)
+        refs = [r for r in view.blocks_of_lists(tags) if r.block_id not in hinted]
+        _collect(cipher, await _listed_blocks(conn, cache, view, refs), places, found)
     cursor = 0
     while len(found) < len(places):
         page = await block_repo.page_of_blocks(
@@ -110,6 +104,17 @@ async def find_vectors(
         _collect(cipher, page, places, found)
         cursor = page[-1].block_id
     return found
+
+
+async def _listed_blocks(
+    conn: AsyncConnection, cache: BlockCache, view: SearchView, refs: Sequence[BlockRef]
+) -> list[BlockRow]:
+    blocks = await block_repo.block_ciphertexts(
+        conn, cache, view.row.id, view.row.active_version, refs
+    )
+    if len(blocks) < len(refs):
+        raise BlocksGone
+    return blocks
 
 
 def _mapped_lists(

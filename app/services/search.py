@@ -27,7 +27,6 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import (
-    IndexNotFound,
     InvalidFilter,
     InvalidInput,
     KeySentToKmsIndex,
@@ -43,6 +42,7 @@ from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_row
 from app.services.payload import ItemPayload
 from app.services.vectors import open_payload
+from app.services.views import cached_view, forget_view, read_view
 from app.store import blocks as block_repo
 from app.store import items as item_repo
 from app.store.blocks import BlockRef, SearchView
@@ -99,7 +99,6 @@ def _compile(filters: Mapping[str, Any] | None) -> Predicate | None:
         raise InvalidFilter(f"Invalid filter: {exc}") from exc
 
 
-MAX_CACHED_VIEWS = 10_000
 # Below this share of live entries the first round's shortlist stops growing.
 _MIN_LIVE_SHARE = 0.25
 
@@ -118,35 +117,28 @@ async def query(
     """
     predicate = _compile(spec.filters)
     query_rows = await _query_vectors(ctx, tenant, name, index_key, spec)
-    key = (tenant, name)
     # Cached view, then a fresh one; under a stream of concurrent writes the
     # last try reads view and items in one REPEATABLE READ snapshot, where a
     # fresh view cannot go stale.
     for fresh, snapshot in ((False, False), (True, False), (True, True)):
         connection = ctx.db.transaction(snapshot=True) if snapshot else ctx.db.autocommit()
         async with connection as conn:
-            view = None if fresh else ctx.views.get(key)
+            view = None if fresh else cached_view(ctx, tenant, name)
             if view is None:
-                view = await block_repo.search_view(conn, tenant, name)
-                if view is None:
-                    ctx.views.pop(key, None)
-                    raise IndexNotFound(name)
-                if len(ctx.views) >= MAX_CACHED_VIEWS:
-                    ctx.views.clear()
-                ctx.views[key] = view
+                view = await read_view(conn, ctx, tenant, name)
             try:
                 return await _search(conn, ctx, view, index_key, query_rows, spec, predicate)
             except MissingCentroids:
                 if snapshot:
                     raise
-                ctx.views.pop(key, None)
+                forget_view(ctx, tenant, name)
             except _StaleView:
-                ctx.views.pop(key, None)
+                forget_view(ctx, tenant, name)
             except (WrongIndexKey, KeySentToKmsIndex):
                 # A cached view may predate a key rotation made elsewhere.
                 if fresh:
                     raise
-                ctx.views.pop(key, None)
+                forget_view(ctx, tenant, name)
     raise AssertionError("a view read in the same snapshot cannot be stale")
 
 

@@ -11,10 +11,17 @@ from functools import partial
 from typing import Any, cast
 
 import numpy as np
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
-from app.errors import IndexNotFound, InvalidInput, StoredDataCorrupt
+from app.errors import (
+    IndexNotFound,
+    InvalidInput,
+    KeySentToKmsIndex,
+    StoredDataCorrupt,
+    WrongIndexKey,
+)
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
@@ -34,11 +41,12 @@ from app.services.payload import (
     encode_fields,
     with_place,
 )
-from app.services.places import find_vectors
+from app.services.places import BlocksGone, find_vectors
+from app.services.views import cached_view, forget_view, read_view
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
-from app.store.blocks import BlockRow
+from app.store.blocks import BlockRow, SearchView
 from app.store.items import ItemRow
 
 
@@ -287,28 +295,57 @@ async def get_items(
     """The stored items among `ids`, in request order; missing ids are left out.
 
     Without `with_vectors`, items come without their vectors (not looked up).
+    With this process's cached view of the index (see app.services.views),
+    one statement reads the items and checks the view; otherwise, or when the
+    view turns out stale, the view and the items are read in one snapshot.
     """
+    unique_ids = list(dict.fromkeys(ids))
+    view = cached_view(ctx, tenant, name)
+    if view is not None:
+        try:
+            async with ctx.db.autocommit() as conn:
+                found = await _items_on_view(ctx, conn, view, index_key, unique_ids, with_vectors)
+        except (BlocksGone, WrongIndexKey, KeySentToKmsIndex):
+            # A cached view may predate a key rotation or a compaction made elsewhere.
+            found = None
+        if found is not None:
+            return found
+        forget_view(ctx, tenant, name)
     async with ctx.db.transaction(snapshot=True) as conn:
-        opened = await open_index(conn, ctx, tenant, name, index_key)
-        unique_ids = list(dict.fromkeys(ids))
-        tokens = [opened.cipher.id_token(i) for i in unique_ids]
-        lookup = await item_repo.items_by_tokens(
-            conn, opened.row.id, tokens, with_map_pages=with_vectors
+        view = await read_view(conn, ctx, tenant, name)
+        found = await _items_on_view(ctx, conn, view, index_key, unique_ids, with_vectors)
+    if found is None:
+        raise AssertionError("a view read in the same snapshot cannot be stale")
+    return found
+
+
+async def _items_on_view(
+    ctx: ServiceContext,
+    conn: AsyncConnection,
+    view: SearchView,
+    index_key: bytes | None,
+    unique_ids: list[str],
+    with_vectors: bool,
+) -> list[ItemPayload] | None:
+    """The stored items among `unique_ids` in their order, or None if `view` no
+    longer matches the database."""
+    opened = await open_row(ctx, view.row, index_key)
+    tokens = [opened.cipher.id_token(i) for i in unique_ids]
+    lookup = await item_repo.items_by_tokens(
+        conn, opened.row.id, tokens, with_map_pages=with_vectors
+    )
+    if lookup is None or lookup.signature != view.signature:
+        return None
+    by_token = {
+        row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in lookup.rows
+    }
+    vectors = {}
+    if with_vectors:
+        vectors = await find_vectors(
+            conn, ctx.blocks, opened.cipher, view,
+            {seq: p.place for seq, p in by_token.values() if p.place is not None},
+            lookup.map_pages,
         )
-        if lookup is None:  # cannot happen: the index row was read in this snapshot
-            raise IndexNotFound(name)
-        by_token = {
-            row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in lookup.rows
-        }
-        vectors = {}
-        if with_vectors:
-            view = ctx.views.get((tenant, name))
-            vectors = await find_vectors(
-                conn, ctx.blocks, opened.cipher, opened.row.id, opened.row.active_version,
-                {seq: p.place for seq, p in by_token.values() if p.place is not None},
-                lookup.map_pages,
-                view if view is not None and view.signature == lookup.signature else None,
-            )
     found = []
     for item_id, token in zip(unique_ids, tokens, strict=True):
         stored = by_token.get(token)

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
-from app.store.db import copy_rows, driver_connection
+from app.store.db import copy_rows
 from app.store.indexes import IndexRow, index_columns, index_row_from
 from app.store.tables import block_parts as bp
 from app.store.tables import vector_blocks as vb
@@ -212,34 +212,6 @@ async def page_of_blocks(
 
 
 # Sent through asyncpg directly: every get with vectors runs one of them.
-_REFS = (
-    "SELECT block_id, list_tag, n_vectors FROM vector_blocks WHERE index_id = $1 AND version = $2"
-)
-_REFS_BY_IDS = _REFS + " AND block_id = ANY($3::int8[])"
-_REFS_OF_LISTS = _REFS + " AND list_tag = ANY($3::bytea[])"
-
-
-async def refs_by_ids(
-    conn: AsyncConnection, index_id: int, version: int, block_ids: Collection[int]
-) -> list[BlockRef]:
-    """The blocks of a version among `block_ids`, without their ciphertexts (absent
-    ones are simply missing)."""
-    driver = await driver_connection(conn)
-    return [BlockRef(*r) for r in await driver.fetch(
-        _REFS_BY_IDS, index_id, version, list(block_ids)
-    )]
-
-
-async def refs_of_lists(
-    conn: AsyncConnection, index_id: int, version: int, list_tags: Collection[bytes]
-) -> list[BlockRef]:
-    """The blocks of the inverted lists among `list_tags`, without their ciphertexts."""
-    driver = await driver_connection(conn)
-    return [BlockRef(*r) for r in await driver.fetch(
-        _REFS_OF_LISTS, index_id, version, list(list_tags)
-    )]
-
-
 async def blocks_of_list(
     conn: AsyncConnection, index_id: int, version: int, list_tag: bytes
 ) -> list[BlockRow]:

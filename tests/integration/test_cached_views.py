@@ -29,12 +29,36 @@ async def test_writes_through_another_process_are_visible_to_cached_queries(
     assert await _top(client, index) == ["far"]
 
 
+async def _vector_of(client: httpx.AsyncClient, index: dict[str, Any], item_id: str) -> Any:
+    response = await client.post(
+        "/vectors/get", json={**index, "ids": [item_id], "include": ["vector"]}
+    )
+    assert response.status_code == 200, response.text
+    return [item["vector"] for item in response.json()["results"]]
+
+
+async def test_gets_through_a_cached_view_see_writes_made_elsewhere(
+    client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    await client.post("/vectors/upsert", json={**index, "items": [
+        {"id": "moved", "vector": [1, 1, 1, 1]}]})
+    assert await _top(client, index) == ["moved"]
+    assert await _vector_of(client, index, "moved") == [[1, 1, 1, 1]]
+    await second_process.post("/vectors/upsert", json={**index, "items": [
+        {"id": "moved", "vector": [2, 2, 2, 2]}]})
+    assert await _vector_of(client, index, "moved") == [[2, 2, 2, 2]]
+    await second_process.post("/vectors/delete", json={**index, "ids": ["moved"]})
+    assert await _vector_of(client, index, "moved") == []
+
+
 async def test_an_index_deleted_elsewhere_is_not_found(
     client: httpx.AsyncClient, second_process: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
     assert await _top(client, index) == []
     await second_process.post("/indexes/delete", json=index)
     response = await client.post("/vectors/query", json={**index, "query_vectors": [1, 1, 1, 1]})
+    assert response.status_code == 404
+    response = await client.post("/vectors/get", json={**index, "ids": ["any"]})
     assert response.status_code == 404
 
 

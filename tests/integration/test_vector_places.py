@@ -15,7 +15,9 @@ from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.locking import maintenance_lock
+from app.store import items as item_repo
 from app.store.db import Database
+from tests.support.app_client import app_client
 from tests.support.recall import create_index, upsert_vectors
 
 DIMENSION = 16
@@ -129,6 +131,45 @@ async def test_get_finds_vectors_whose_block_compaction_merged_away(
     response = await client.post("/vectors/get", json={**body, "ids": odd, "include": ["vector"]})
     got = np.asarray([r["vector"] for r in response.json()["results"]], dtype=np.float32)
     assert np.array_equal(got, vectors[1::2])
+
+
+async def test_get_on_a_cached_view_racing_a_compaction_finds_every_vector(
+    body: dict[str, Any], vectors: np.ndarray, ctx: ServiceContext, settings: Settings,
+    api_key: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without a block cache, the get reads its blocks after the statement that
+    # checked its cached view, and a compaction deletes them in between.
+    uncached = settings.model_copy(update={"block_cache_mb": 0})
+    async with app_client(uncached, api_key=api_key) as process:
+        ids = [f"v{i}" for i in range(1, 600, 2)]
+        await process.post("/vectors/delete", json={**body, "ids": ids[::2]})
+        query = {**body, "query_vectors": vectors[3].tolist(), "top_k": 1}
+        assert (await process.post("/vectors/query", json=query)).json()["results"] == [
+            {"id": "v3"}
+        ]
+        async with ctx.db.transaction() as conn:
+            opened = await open_index(
+                conn, ctx, "tests", body["index_name"], bytes.fromhex(body["index_key"])
+            )
+        looked_up = item_repo.items_by_tokens
+        compactions: list[int] = []
+
+        async def then_compact(*args: Any, **kwargs: Any) -> item_repo.TokenLookup | None:
+            found = await looked_up(*args, **kwargs)
+            if not compactions:
+                async with maintenance_lock(ctx, opened.row.id, wait=True):
+                    compactions.append(await compact_if_needed(ctx, opened.cipher))
+            return found
+
+        monkeypatch.setattr(item_repo, "items_by_tokens", then_compact)
+        response = await process.post(
+            "/vectors/get", json={**body, "ids": ids, "include": ["vector"]}
+        )
+    assert compactions == [1]
+    kept = [int(r["id"][1:]) for r in response.json()["results"]]
+    assert kept == list(range(3, 600, 4))
+    got = np.asarray([r["vector"] for r in response.json()["results"]], dtype=np.float32)
+    assert np.array_equal(got, vectors[kept])
 
 
 async def test_get_still_finds_vectors_when_a_list_map_is_lost(
