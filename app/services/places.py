@@ -33,11 +33,13 @@ from app.store.block_cache import BlockCache
 from app.store.blocks import BlockRef, BlockRow, SearchView
 from app.store.list_maps import ListMapPage
 
-# Entries per list-map page (12 kB of plaintext). A read of a moved vector
-# fetches and decrypts the whole page that holds it: with pages of 16,384
-# entries, a get of 10 random ids after a retraining read 800 kB of map at
-# 50,000 vectors. Pages written with another size are read the same way.
-MAP_PAGE_ENTRIES = 1_024
+# Entries per list-map page (1.8 kB of plaintext). A read of a moved vector
+# fetches and decrypts the whole page that holds it, so pages are small: a row
+# this size stays under PostgreSQL's TOAST threshold (about 2 kB), where pages
+# of 1,024 entries went out of line. With those, the statement of a get of 10
+# ids took 0.33 ms instead of 0.26 (50,000 vectors, retrained). Pages written
+# with another size are read the same way.
+MAP_PAGE_ENTRIES = 150
 _SCAN_PAGE_BLOCKS = 64
 
 
@@ -120,18 +122,23 @@ async def _listed_blocks(
 def _mapped_lists(
     cipher: IndexCipher, version: int, pages: Sequence[ListMapPage], seqs: Sequence[int]
 ) -> dict[int, int]:
-    wanted = np.asarray(sorted(seqs), dtype=np.int64)
-    lists: dict[int, int] = {}
-    for page in pages:
+    if not pages:
+        return {}
+    opened = []
+    # Pages cover disjoint ranges: in order of their first sequence, their
+    # entries join into one ascending array, searched once.
+    for page in sorted(pages, key=lambda p: p.first_seq):
         try:
             plaintext = cipher.open_list_map(version, page.first_seq, page.ciphertext)
         except AuthenticationFailed as exc:
             raise StoredDataCorrupt("Stored list map failed authentication") from exc
-        page_seqs, page_lists = unpack_list_map(plaintext)
-        position = np.minimum(np.searchsorted(page_seqs, wanted), len(page_seqs) - 1)
-        hit = page_seqs[position] == wanted
-        lists.update(zip(wanted[hit].tolist(), page_lists[position[hit]].tolist(), strict=True))
-    return lists
+        opened.append(unpack_list_map(plaintext))
+    map_seqs = np.concatenate([page_seqs for page_seqs, _ in opened])
+    map_lists = np.concatenate([page_lists for _, page_lists in opened])
+    wanted = np.asarray(seqs, dtype=np.int64)
+    position = np.minimum(np.searchsorted(map_seqs, wanted), len(map_seqs) - 1)
+    hit = map_seqs[position] == wanted
+    return dict(zip(wanted[hit].tolist(), map_lists[position[hit]].tolist(), strict=True))
 
 
 def _collect(

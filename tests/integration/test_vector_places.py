@@ -182,7 +182,7 @@ async def test_get_still_finds_vectors_when_a_list_map_is_lost(
             "DELETE FROM list_maps USING indexes WHERE indexes.id = index_id "
             "AND indexes.name = :name"
         ), {"name": index_name})
-    assert removed.rowcount == 1
+    assert removed.rowcount > 0
     assert np.array_equal(await _stored_vectors(client, body, len(vectors)), vectors)
 
 
