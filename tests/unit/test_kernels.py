@@ -21,6 +21,7 @@ from app.ivf.blocks import (
     unpack_list_map,
 )
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
+from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import matrix_from_base64, vector_matrix
 from app.services.blockstore import entry_blocks, open_blocks, plan_blocks, seal_assigned
 from app.services.payload import VectorPlace, decode_payload, encode_fields, with_place
@@ -199,6 +200,20 @@ def test_scan_then_exact_rerank_matches_brute_force(metric: Metric) -> None:
     top = shortlist[np.argsort(exact)][:10]
     assert top.tolist() == np.argsort(brute)[:10].tolist()
     assert np.allclose(np.sort(exact)[:10], np.sort(brute)[:10])
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+@pytest.mark.parametrize("count", [1, 5])
+def test_nearest_lists_are_the_nearest_centroids_nearest_first(metric: Metric, count: int) -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    centroids = rng.normal(size=(40, 16)).astype(np.float32)
+    if metric is Metric.COSINE:
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    brute = np.stack([exact_distances(v, centroids, metric) for v in vectors])
+    assert nearest_lists(vectors, centroids, metric, count).tolist() == (
+        np.argsort(brute, axis=1)[:, :count].tolist()
+    )
 
 
 def test_cosine_distance_of_a_zero_vector_is_one() -> None:
