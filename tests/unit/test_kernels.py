@@ -169,6 +169,10 @@ def test_block_plans_cover_every_entry_once_within_its_list(
         assert set(placed[plan.entries].tolist()) == {plan.block_id}
 
 
+def test_no_entries_plan_no_blocks() -> None:
+    assert plan_blocks(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 8) == []
+
+
 def test_payload_round_trips_with_unicode_and_nested_metadata() -> None:
     place = VectorPlace(version=2, list_no=7, block_id=1234)
     fields = encode_fields("ü-1", "héllo", {"a": {"b": [1, 2.5, None, True]}})
