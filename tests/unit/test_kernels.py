@@ -23,7 +23,13 @@ from app.ivf.blocks import (
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import matrix_from_base64, vector_matrix
-from app.services.blockstore import entry_blocks, open_blocks, plan_blocks, seal_assigned
+from app.services.blockstore import (
+    entry_blocks,
+    open_blocks,
+    plan_blocks,
+    seal_assigned,
+    seal_planned,
+)
 from app.services.payload import VectorPlace, decode_payload, encode_fields, with_place
 from app.store.blocks import BlockRow
 
@@ -125,6 +131,22 @@ def test_opened_blocks_hold_every_sealed_entry() -> None:
     order = np.argsort(got_seqs)
     assert np.array_equal(got_seqs[order], seqs)
     assert np.array_equal(got_vectors[order], vectors)
+
+
+def test_each_sealed_block_holds_the_entries_of_its_list() -> None:
+    cipher = IndexCipher(generate_data_key(), 5)
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((60, 8)).astype(np.float32)
+    seqs = np.arange(200, 260, dtype=np.int64)
+    lists = rng.integers(0, 5, 60)
+    plans = plan_blocks(lists, seqs, 4)
+    blocks = seal_planned(cipher, 1, plans, seqs, vectors)
+    for plan, block in zip(plans, blocks, strict=True):
+        assert block.block_id == plan.block_id
+        assert block.list_tag == cipher.list_tag(1, plan.list_no)
+        got_seqs, got_vectors = open_blocks(cipher, [block])
+        assert got_seqs.tolist() == seqs[plan.entries].tolist()
+        assert np.array_equal(got_vectors, vectors[plan.entries])
 
 
 def test_a_block_row_that_miscounts_its_vectors_is_corrupt() -> None:
