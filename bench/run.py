@@ -229,7 +229,7 @@ def chart(results: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     metrics = [("upsert_vectors_per_s", "upsert vectors/s (higher is better)"),
-               ("trained_upsert_vectors_per_s", "upsert into the trained index, vectors/s"),
+               ("trained_upsert_vectors_per_s", "trained upsert vectors/s (higher is better)"),
                ("train_s", "train seconds (lower is better)"),
                ("query_p50_ms", "query p50 ms (lower is better)"),
                ("query_p95_ms", "query p95 ms (lower is better)"),
