@@ -80,7 +80,20 @@ def entry_blocks(plans: Sequence[BlockPlan], n_entries: int) -> np.ndarray[Any, 
 def seal_planned(
     cipher: IndexCipher, version: int, plans: Sequence[BlockPlan], seqs: Seqs, vectors: Matrix
 ) -> list[BlockRow]:
-    """Seal planned blocks, one AEAD call each.
+    """Seal planned blocks, one AEAD call each (the cipher remembers list tags)."""
+    tags = [cipher.list_tag(version, plan.list_no) for plan in plans]
+    return _seal_in_plan_order(cipher, version, plans, tags, seqs, vectors)
+
+
+def _seal_in_plan_order(
+    cipher: IndexCipher,
+    version: int,
+    plans: Sequence[BlockPlan],
+    tags: Sequence[bytes],
+    seqs: Seqs,
+    vectors: Matrix,
+) -> list[BlockRow]:
+    """Seal each plan's entries as a block of the list `tags` names for it.
 
     The entries are gathered in plan order once, and each block packs a slice
     of them: a trained upsert of 1,000 makes hundreds of small blocks, and
@@ -91,13 +104,9 @@ def seal_planned(
         return []
     order = np.concatenate([plan.entries for plan in plans])
     ordered_seqs, ordered_vectors = seqs[order], vectors[order]
-    tags: dict[int, bytes] = {}
     rows = []
     start = 0
-    for plan in plans:
-        tag = tags.get(plan.list_no)
-        if tag is None:
-            tag = tags[plan.list_no] = cipher.list_tag(version, plan.list_no)
+    for plan, tag in zip(plans, tags, strict=True):
         stop = start + len(plan.entries)
         rows.append(_seal_block(
             cipher, version, tag, plan.block_id, ordered_seqs[start:stop],
@@ -132,11 +141,7 @@ def seal_list(
 ) -> list[BlockRow]:
     """Seal the entries of one list into blocks of at most `block_size`."""
     plans = plan_blocks(np.zeros(len(seqs), dtype=np.int64), seqs, block_size, block_ids)
-    return [
-        _seal_block(cipher, version, list_tag, plan.block_id, seqs[plan.entries],
-                    vectors[plan.entries])
-        for plan in plans
-    ]
+    return _seal_in_plan_order(cipher, version, plans, [list_tag] * len(plans), seqs, vectors)
 
 
 def _seal_block(
