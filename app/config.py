@@ -33,8 +33,26 @@ class Settings(BaseSettings):
     max_embedded_items: int = Field(
         default=4_096, ge=1, description="Texts one request may have the service embed."
     )
-    max_top_k: int = Field(default=10_000, ge=1)
-    max_dimension: int = Field(default=16_384, ge=1)
+    max_top_k: int = Field(default=10_000, ge=1, description="Results per query vector.")
+    max_query_rows: int = Field(
+        default=10_000, ge=1, description="Query vectors (or texts) in one query request."
+    )
+    max_query_results: int = Field(
+        default=100_000, ge=1, description="Query rows times top_k in one query request."
+    )
+    max_ids_per_request: int = Field(
+        default=100_000, ge=1, description="Ids one get or delete request may name."
+    )
+    max_item_bytes: int = Field(
+        default=1024 * 1024, ge=1,
+        description="Bytes of contents (UTF-8) and metadata (compact JSON) of one item; "
+        "a larger item gets 413.",
+    )
+    max_response_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="Bytes of one response, and of the stored items decrypted to build it; "
+        "a request whose answer would be larger gets 422.",
+    )
 
     dek_cache_ttl_s: float = Field(
         default=30.0, ge=0, description="How long an unwrapped data key stays in memory."

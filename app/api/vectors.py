@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
+from app.api.answers import json_answer
 from app.api.deps import Caller, Context
 from app.api.json_body import FastJsonRoute
 from app.errors import BadRequest, InvalidInput
@@ -108,67 +109,69 @@ def _hits_json(hits: Sequence[search.Hit], include: Sequence[str]) -> list[dict[
     return out
 
 
-async def _run_query(
+async def _query_answer(
     ctx: Context,
     caller: Caller,
     body: QueryKnobs,
     vectors: Sequence[Sequence[float]] | Matrix | None,
     texts: Sequence[str] | None = None,
-) -> list[list[dict[str, Any]]]:
+    *,
+    flat: Callable[[int], bool],
+) -> Response:
+    """Run the query and answer its results: one flat list when `flat(rows)`
+    holds, else one list per query row."""
     caller.authorize(body.index_name, Permission.READ)
     spec = search.QuerySpec(
-        vectors=vectors, top_k=body.top_k or DEFAULT_TOP_K, n_probes=body.n_probes or None,
-        filters=body.filters, texts=texts,
+        vectors=vectors, top_k=body.top_k or min(DEFAULT_TOP_K, ctx.settings.max_top_k),
+        n_probes=body.n_probes or None, filters=body.filters, texts=texts,
+        include=body.include,
     )
     results = await search.query(ctx, caller.tenant, body.index_name, body.key_bytes(), spec)
-    return [_hits_json(hits, body.include) for hits in results]
 
+    def build() -> dict[str, Any]:
+        nested = [_hits_json(hits, body.include) for hits in results]
+        return {"results": nested[0] if flat(len(nested)) else nested}
 
-def _results_response(results: list[Any]) -> JSONResponse:
-    # Hits are built from validated data as plain JSON values already; answering
-    # with a ready response skips re-validating them against QueryResponse,
-    # which stays the documented schema.
-    return JSONResponse({"results": results})
+    return await json_answer(ctx.settings, build, elements=sum(map(len, results)))
 
 
 @router.post("/query", response_model=QueryResponse, response_model_exclude_none=True)
-async def query(body: QueryRequest, ctx: Context, caller: Caller) -> JSONResponse:
+async def query(body: QueryRequest, ctx: Context, caller: Caller) -> Response:
     """Nearest items to one query vector or text (flat results) or a batch (nested results)."""
     contents = body.query_contents
     if contents is not None:
         if body.query_vectors is not None:
             raise BadRequest("Provide either query_vectors or query_contents, not both.")
         texts = [contents] if isinstance(contents, str) else contents
-        results = await _run_query(ctx, caller, body, None, texts)
-        return _results_response(results[0] if isinstance(contents, str) else results)
+        single_text = isinstance(contents, str)
+        return await _query_answer(ctx, caller, body, None, texts, flat=lambda _: single_text)
     if body.query_vectors is None:
         raise BadRequest("Provide at least one: query_vectors or query_contents.")
     rows = body.query_vectors
     single = not rows or not isinstance(rows[0], list)
     vectors = cast(list[list[float]], [rows] if single else rows)
-    results = await _run_query(ctx, caller, body, vectors)
-    return _results_response(results[0] if single else results)
+    return await _query_answer(ctx, caller, body, vectors, flat=lambda _: single)
 
 
 @router.post("/query_binary", response_model=QueryResponse, response_model_exclude_none=True)
-async def query_binary(
-    body: BinaryQueryRequest, ctx: Context, caller: Caller
-) -> JSONResponse:
+async def query_binary(body: BinaryQueryRequest, ctx: Context, caller: Caller) -> Response:
     """Nearest items to base64 float32 query rows; one row gives flat results."""
     vectors = matrix_from_base64(body.batch.vectors_b64, body.batch.dimension)
-    results = await _run_query(ctx, caller, body, vectors)
-    return _results_response(results[0] if len(results) == 1 else results)
+    return await _query_answer(ctx, caller, body, vectors, flat=lambda rows: rows == 1)
 
 
 @router.post("/get", response_model=GetResponse, response_model_exclude_none=True)
-async def get(body: GetRequest, ctx: Context, caller: Caller) -> dict[str, Any]:
+async def get(body: GetRequest, ctx: Context, caller: Caller) -> Response:
     """Stored items by id, in request order; unknown ids are left out."""
     caller.authorize(body.index_name, Permission.READ)
     found = await service.get_items(
-        ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids,
-        with_vectors="vector" in body.include,
+        ctx, caller.tenant, body.index_name, body.key_bytes(), body.ids, include=body.include
     )
-    return {"results": [_item_fields(item, body.include) for item in found]}
+    return await json_answer(
+        ctx.settings,
+        lambda: {"results": [_item_fields(item, body.include) for item in found]},
+        elements=len(found),
+    )
 
 
 @router.post("/delete", response_model=SuccessResponse)
@@ -182,11 +185,13 @@ async def delete(body: DeleteRequest, ctx: Context, caller: Caller) -> SuccessRe
 
 
 @router.post("/list_ids", response_model=ListIdsResponse)
-async def list_ids(body: IndexOperationRequest, ctx: Context, caller: Caller) -> ListIdsResponse:
+async def list_ids(body: IndexOperationRequest, ctx: Context, caller: Caller) -> Response:
     """Every item id in the index."""
     caller.authorize(body.index_name, Permission.READ)
     ids = await service.list_ids(ctx, caller.tenant, body.index_name, body.key_bytes())
-    return ListIdsResponse(ids=ids, count=len(ids))
+    return await json_answer(
+        ctx.settings, lambda: {"ids": ids, "count": len(ids)}, elements=len(ids)
+    )
 
 
 @router.post("/num_vectors", response_model=NumVectorsResponse)

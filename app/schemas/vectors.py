@@ -10,7 +10,7 @@ from app.schemas.common import IndexOperationRequest
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Include = Literal["distance", "metadata", "contents", "vector"]
-TopK = Annotated[int, Field(ge=1, le=10_000)]
+TopK = Annotated[int, Field(ge=1)]
 Probes = Annotated[int, Field(ge=0)]
 QueryText = Annotated[str, StringConstraints(min_length=1)]
 

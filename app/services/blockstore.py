@@ -21,6 +21,7 @@ from app.errors import StoredDataCorrupt
 from app.ivf.blocks import BlockEntries, Seqs, block_shape, pack_block
 from app.ivf.kmeans import pack_centroids, unpack_centroids
 from app.ivf.vectors import Matrix
+from app.services.cpu import run_cpu
 from app.store import centroids as centroid_repo
 from app.store.block_cache import BlockCache
 from app.store.blocks import BlockRow
@@ -184,6 +185,18 @@ def open_blocks(cipher: IndexCipher, blocks: Sequence[BlockRow]) -> tuple[Seqs, 
             raise StoredDataCorrupt(f"Stored vector block is malformed: {exc}") from exc
     seqs = entries.seqs.astype(np.int64, copy=False)  # no copy on little-endian machines
     return seqs, entries.vectors.astype(np.float32, copy=False)
+
+
+# Ciphertext bytes decrypted on the event loop at most (about half a millisecond).
+_OPEN_IN_PLACE_BYTES = 1 << 20
+
+
+async def open_blocks_off_loop(
+    cipher: IndexCipher, blocks: Sequence[BlockRow]
+) -> tuple[Seqs, Matrix]:
+    """`open_blocks` on a worker thread when the blocks are large (see app.services.cpu)."""
+    size = sum(len(block.ciphertext) for block in blocks)
+    return await run_cpu(lambda: open_blocks(cipher, blocks), heavy=size > _OPEN_IN_PLACE_BYTES)
 
 
 def _open_block(cipher: IndexCipher, block: BlockRow, scratch: memoryview) -> memoryview:

@@ -67,10 +67,24 @@ def encode_fields(item_id: str, contents: str | None, metadata: dict[str, Any] |
     ))
 
 
+def fields_size(fields: bytes) -> int:
+    """Bytes of contents and metadata in an `encode_fields` result."""
+    _, id_length = _HEAD.unpack_from(fields)
+    return len(fields) - _HEAD.size - int(id_length) - 2 * _LENGTH.size
+
+
 def with_place(fields: bytes, version: int, list_no: int, block_id: int) -> bytes:
     """A whole payload: `encode_fields` output followed by the vector's place
     (given as numbers: a VectorPlace per item cost more than the packing)."""
     return fields + _PLACE.pack(version, list_no, block_id)
+
+
+def payload_id(data: bytes) -> str:
+    """The item id of a decrypted payload, without parsing the rest."""
+    fmt, id_length = _HEAD.unpack_from(data)
+    if fmt not in (_WITH_PLACE, _WITH_VECTOR):
+        raise ValueError(f"unknown payload format {fmt}")
+    return data[_HEAD.size : _HEAD.size + id_length].decode()
 
 
 def decode_payload(data: bytes) -> ItemPayload:

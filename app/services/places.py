@@ -26,7 +26,7 @@ from app.crypto.index_cipher import IndexCipher
 from app.errors import StoredDataCorrupt
 from app.ivf.blocks import Seqs, pack_list_map, unpack_list_map
 from app.ivf.vectors import Matrix
-from app.services.blockstore import open_blocks
+from app.services.blockstore import open_blocks_off_loop
 from app.services.payload import VectorPlace
 from app.store import blocks as block_repo
 from app.store.block_cache import BlockCache
@@ -89,13 +89,13 @@ async def find_vectors(
     hinted = {p.block_id for s, p in places.items() if p.version == active_version}
     if hinted:
         refs = [ref for ref in view.blocks if ref.block_id in hinted]
-        _collect(cipher, await _listed_blocks(conn, cache, view, refs), places, found)
+        await _collect(cipher, await _listed_blocks(conn, cache, view, refs), places, found)
     rest = {lists[s] for s in places if s not in found and s in lists}
     if rest:
         tags = [cipher.list_tag(active_version, list_no) for list_no in rest]
         # The hinted blocks among them are opened already.
         refs = [r for r in view.blocks_of_lists(tags) if r.block_id not in hinted]
-        _collect(cipher, await _listed_blocks(conn, cache, view, refs), places, found)
+        await _collect(cipher, await _listed_blocks(conn, cache, view, refs), places, found)
     cursor = 0
     while len(found) < len(places):
         page = await block_repo.page_of_blocks(
@@ -103,7 +103,7 @@ async def find_vectors(
         )
         if not page:
             raise StoredDataCorrupt("A stored item's vector is in none of its index's blocks")
-        _collect(cipher, page, places, found)
+        await _collect(cipher, page, places, found)
         cursor = page[-1].block_id
     return found
 
@@ -141,14 +141,15 @@ def _mapped_lists(
     return dict(zip(wanted[hit].tolist(), map_lists[position[hit]].tolist(), strict=True))
 
 
-def _collect(
+async def _collect(
     cipher: IndexCipher,
     blocks: Sequence[BlockRow],
     places: Mapping[int, VectorPlace],
     found: dict[int, Matrix],
 ) -> None:
+    """Add the vectors of `places` that `blocks` hold to `found`."""
     if not blocks:
         return
-    seqs, vectors = open_blocks(cipher, blocks)
+    seqs, vectors = await open_blocks_off_loop(cipher, blocks)
     for position in np.flatnonzero(np.isin(seqs, list(places))).tolist():
         found[int(seqs[position])] = vectors[position].copy()

@@ -19,8 +19,9 @@ never mixes two index versions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,10 @@ from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import texts as text_service
-from app.services.blockstore import MissingCentroids, open_blocks
+from app.services.blockstore import MissingCentroids, open_blocks_off_loop
+from app.services.bounds import AnswerBudget, check_query_shape
 from app.services.context import ServiceContext
+from app.services.cpu import run_cpu
 from app.services.indexes import OpenIndex, open_row
 from app.services.payload import ItemPayload
 from app.services.vectors import open_payload
@@ -61,6 +64,7 @@ class QuerySpec:
     n_probes: int | None = None
     filters: Mapping[str, Any] | None = None
     texts: Sequence[str] | None = None
+    include: Collection[str] = ()  # fields the answer carries, which size it
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,8 @@ async def query(
     The index row and its block listing come from a per-process cache; see
     the module docstring for how a stale view is caught.
     """
+    given = spec.texts if spec.texts is not None else spec.vectors
+    check_query_shape(ctx.settings, len(given) if given is not None else 0, spec.top_k)
     predicate = _compile(spec.filters)
     query_rows = await _query_vectors(ctx, tenant, name, index_key, spec)
     # Cached view, then a fresh one; under a stream of concurrent writes the
@@ -159,6 +165,27 @@ async def _query_vectors(
     return await text_service.embed(ctx, model, spec.texts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Scanned:
+    """The entries a search scans: their write sequences, vectors and, when queries
+    probe different lists, the list each entry is in."""
+
+    seqs: np.ndarray[Any, np.dtype[np.int64]]
+    vectors: Matrix
+    lists: np.ndarray[Any, np.dtype[np.int64]] | None
+
+
+# Work below these sizes runs on the event loop (see app.services.cpu): scoring
+# of about a million multiply-adds or centroid distances, and a thousand hits.
+_SCORES_IN_PLACE = 1_000_000
+_HITS_IN_PLACE = 1_000
+# Query rows are searched in groups whose score matrices together stay under
+# this many floats (16 MB), so a batch of many rows over many entries does not
+# hold every row's scores at once.
+_GROUP_SCORES = 4_000_000
+_MAX_GROUP_ROWS = 256
+
+
 async def _search(
     conn: AsyncConnection,
     ctx: ServiceContext,
@@ -177,41 +204,82 @@ async def _search(
     probes = None
     if centroids is not None:
         n_probes = spec.n_probes or auto_n_probes(len(centroids))
-        probes = nearest_lists(queries, centroids, metric, n_probes)
+        probes = await run_cpu(
+            lambda: nearest_lists(queries, centroids, metric, n_probes),
+            heavy=queries.size * len(centroids) > _SCORES_IN_PLACE,
+        )
         tags = {opened.cipher.list_tag(version, n): n for n in np.unique(probes).tolist()}
         refs = view.blocks_of_lists(tags)
     blocks = await block_repo.block_ciphertexts(conn, ctx.blocks, opened.row.id, version, refs)
-    seqs, vectors = open_blocks(opened.cipher, blocks)
-    states = []
-    shortlist = _shortlist(spec.top_k, view, filtered=predicate is not None)
-    # Which list each scanned entry is in, when queries probe different lists.
-    entry_lists = (
+    seqs, vectors = await open_blocks_off_loop(opened.cipher, blocks)
+    scanned = _Scanned(
+        seqs, vectors,
+        # Which list each scanned entry is in, when queries probe different lists.
         None if probes is None or len(queries) == 1
-        else np.repeat([tags[b.list_tag] for b in blocks], [b.n_vectors for b in blocks])
+        else np.repeat([tags[b.list_tag] for b in blocks], [b.n_vectors for b in blocks]),
     )
-    for q, query_vector in enumerate(queries):
-        if probes is None or entry_lists is None:
-            candidates = np.arange(len(seqs))
-            pool = vectors  # every scanned entry is a candidate: no copy
+    shortlist = _shortlist(spec.top_k, view, filtered=predicate is not None)
+    budget = AnswerBudget(ctx.settings, spec.include, opened.row.dimension)
+    payloads: dict[int, ItemPayload] = {}
+    results: list[list[Hit]] = []
+    group_rows = max(1, min(_MAX_GROUP_ROWS, _GROUP_SCORES // max(1, len(seqs))))
+    for start in range(0, len(queries), group_rows):
+        rows = range(start, min(start + group_rows, len(queries)))
+        states = await run_cpu(
+            partial(_first_scores, queries, rows, probes, scanned, metric, shortlist),
+            heavy=len(rows) * vectors.size > _SCORES_IN_PLACE,
+        )
+        found = await _select(
+            conn, opened, view.signature if start == 0 else None, states, scanned, queries[rows],
+            metric, spec.top_k, predicate, payloads,
+        )
+        winners = [sorted(st.hits)[: spec.top_k] for st in states]
+        budget.add(
+            (len(found[s].payload) for hits in winners for _, s, _ in hits),
+            (len(found[s].payload) for s in {s for hits in winners for _, s, _ in hits}
+             if s not in payloads),
+        )
+        results.extend(await run_cpu(
+            partial(_hits, opened, winners, found, payloads, vectors),
+            heavy=sum(map(len, winners)) > _HITS_IN_PLACE,
+        ))
+    return results
+
+
+def _first_scores(
+    queries: Matrix, rows: range, probes: np.ndarray[Any, Any] | None, scanned: _Scanned,
+    metric: Metric, shortlist: int,
+) -> list[_QueryState]:
+    """Score each query row of `rows` against its candidates and order its first shortlist."""
+    states = []
+    for q in rows:
+        if probes is None or scanned.lists is None:
+            candidates = np.arange(len(scanned.seqs))
+            pool = scanned.vectors  # every scanned entry is a candidate: no copy
         else:
-            candidates = np.flatnonzero(np.isin(entry_lists, probes[q]))
-            pool = vectors[candidates]
+            candidates = np.flatnonzero(np.isin(scanned.lists, probes[q]))
+            pool = scanned.vectors[candidates]
         scores = (
-            scan_scores(query_vector[np.newaxis], pool, metric)[0]
+            scan_scores(queries[q][np.newaxis], pool, metric)[0]
             if len(candidates)
             else np.zeros(0, dtype=np.float32)
         )
         states.append(_QueryState(candidates, scores, smallest(scores, shortlist)))
-    rows, payloads = await _select(
-        conn, opened, view.signature, states, seqs, vectors, queries, metric, spec.top_k,
-        predicate,
-    )
+    return states
+
+
+def _hits(
+    opened: OpenIndex,
+    winners: list[list[tuple[float, int, int]]],
+    found: dict[int, ItemRow],
+    payloads: dict[int, ItemPayload],
+    vectors: Matrix,
+) -> list[list[Hit]]:
+    """Each query's winners (distance, sequence, position) with their decrypted items."""
     return [
-        [
-            Hit(replace(_payload(opened, rows[s], payloads), vector=vectors[p]), d)
-            for d, s, p in sorted(st.hits)[: spec.top_k]
-        ]
-        for st in states
+        [Hit(replace(_payload(opened, found[s], payloads), vector=vectors[p]), d)
+         for d, s, p in hits]
+        for hits in winners
     ]
 
 
@@ -233,56 +301,85 @@ def _shortlist(top_k: int, view: SearchView, *, filtered: bool) -> int:
 async def _select(
     conn: AsyncConnection,
     opened: OpenIndex,
-    signature: tuple[int, int],
+    signature: tuple[int, int] | None,
     states: list[_QueryState],
-    seqs: np.ndarray[Any, np.dtype[np.int64]],
-    vectors: Matrix,
+    scanned: _Scanned,
     queries: Matrix,
     metric: Metric,
     top_k: int,
     predicate: Predicate | None,
-) -> tuple[dict[int, ItemRow], dict[int, ItemPayload]]:
-    """Examine candidates in rounds until every query has top_k live matches or runs out."""
+    payloads: dict[int, ItemPayload],
+) -> dict[int, ItemRow]:
+    """Examine candidates in rounds until every query has top_k live matches or runs
+    out; returns the item rows of the candidates found live, by write sequence.
+
+    With `signature`, the first round also checks that the view is still the
+    index's (raising _StaleView if not). `payloads` caches decrypted payloads
+    across calls.
+    """
+    seqs = scanned.seqs
     rows: dict[int, ItemRow] = {}
-    payloads: dict[int, ItemPayload] = {}
     checked: set[int] = set()
-    first_round = True
     while True:
         active = [st for st in states if len(st.hits) < top_k and st.examined < len(st.order)]
         wanted = {int(s) for st in active for s in seqs[st.unexamined()]} - checked
-        if first_round:
+        if signature is not None:
             current, found = await item_repo.items_by_seqs_checked(conn, opened.row.id, wanted)
             if current != signature:
                 raise _StaleView
-            first_round = False
+            signature = None
         elif wanted:
             found = await item_repo.items_by_seqs(conn, opened.row.id, wanted)
         else:
             found = []
         if not active:
-            return rows, payloads
+            return rows
         for row in found:
             rows[row.seq] = row
         checked |= wanted
-        for q, st in enumerate(states):
-            if len(st.hits) >= top_k or st.examined >= len(st.order):
-                continue
-            fresh = st.unexamined().tolist()
-            st.examined = len(st.order)
-            live = [p for p in fresh if int(seqs[p]) in rows]
-            if predicate is not None:
-                live = [
-                    p for p in live
-                    if predicate(_payload(opened, rows[int(seqs[p])], payloads).metadata or {})
-                ]
-            if live:
-                positions = np.asarray(live, dtype=np.intp)
-                dists = exact_distances(queries[q], vectors[positions], metric)
-                st.hits.extend(
-                    zip(dists.tolist(), seqs[positions].tolist(), live, strict=True)
-                )
-            if len(st.hits) < top_k and len(st.order) < len(st.scores):
-                st.widen()
+        fresh = sum(len(st.order) - st.examined for st in active)
+        await run_cpu(
+            partial(_examine, opened, states, rows, scanned, queries, metric, top_k, predicate,
+                    payloads),
+            heavy=fresh > (_PAYLOADS_IN_PLACE if predicate is not None else _HITS_IN_PLACE),
+        )
+
+
+# Candidates whose payloads a filter may decrypt on the event loop.
+_PAYLOADS_IN_PLACE = 200
+
+
+def _examine(
+    opened: OpenIndex,
+    states: list[_QueryState],
+    rows: dict[int, ItemRow],
+    scanned: _Scanned,
+    queries: Matrix,
+    metric: Metric,
+    top_k: int,
+    predicate: Predicate | None,
+    payloads: dict[int, ItemPayload],
+) -> None:
+    """One round: each query's unexamined candidates that are live (and pass the
+    filter) become hits with their exact distance; a query still short widens."""
+    seqs, vectors = scanned.seqs, scanned.vectors
+    for q, st in enumerate(states):
+        if len(st.hits) >= top_k or st.examined >= len(st.order):
+            continue
+        fresh = st.unexamined().tolist()
+        st.examined = len(st.order)
+        live = [p for p in fresh if int(seqs[p]) in rows]
+        if predicate is not None:
+            live = [
+                p for p in live
+                if predicate(_payload(opened, rows[int(seqs[p])], payloads).metadata or {})
+            ]
+        if live:
+            positions = np.asarray(live, dtype=np.intp)
+            dists = exact_distances(queries[q], vectors[positions], metric)
+            st.hits.extend(zip(dists.tolist(), seqs[positions].tolist(), live, strict=True))
+        if len(st.hits) < top_k and len(st.order) < len(st.scores):
+            st.widen()
 
 
 def _payload(opened: OpenIndex, row: ItemRow, cache: dict[int, ItemPayload]) -> ItemPayload:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, cast
@@ -13,6 +13,7 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.config import Settings
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import (
@@ -25,7 +26,7 @@ from app.errors import (
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
-from app.services import maintenance, texts
+from app.services import bounds, maintenance, texts
 from app.services.blockstore import (
     entry_blocks,
     plan_blocks,
@@ -33,12 +34,15 @@ from app.services.blockstore import (
     seal_planned,
 )
 from app.services.context import ServiceContext
+from app.services.cpu import run_cpu
 from app.services.indexes import OpenIndex, open_index, open_row
 from app.services.overlap import alongside
 from app.services.payload import (
     ItemPayload,
     decode_payload,
     encode_fields,
+    fields_size,
+    payload_id,
     with_place,
 )
 from app.services.places import BlocksGone, find_vectors
@@ -75,14 +79,17 @@ def _check_ids(ids: Sequence[str], max_items: int) -> None:
         raise InvalidInput(f"Duplicate ids in one request: {dupes[:10]}")
 
 
-def _encode_fields(batch: ItemBatch) -> list[bytes]:
+def _encode_fields(settings: Settings, batch: ItemBatch) -> list[bytes]:
     try:
-        return [
+        encoded = [
             encode_fields(i, c or None, m or None)
             for i, c, m in zip(batch.ids, batch.contents, batch.metadata, strict=True)
         ]
     except ValueError as exc:
         raise InvalidInput(f"Metadata must be finite JSON values: {exc}") from exc
+    for position, fields in enumerate(encoded):
+        bounds.check_item_size(settings, position, fields_size(fields))
+    return encoded
 
 
 def open_payload(cipher: IndexCipher, row: ItemRow) -> ItemPayload:
@@ -182,7 +189,7 @@ async def _store(
             index_repo.reserve_seqs(
                 conn, tenant, name, n, vectors.shape[1], new_items=0 if overwrite else n
             ),
-            lambda: _encode_fields(batch),
+            lambda: _encode_fields(ctx.settings, batch),
         )
         if reservation is None:
             raise IndexNotFound(name)
@@ -283,6 +290,19 @@ async def _vectors_or_embeddings(
     return cast(list[Sequence[float]], given), model
 
 
+# Below these sizes a step runs on the event loop (see app.services.cpu): about
+# 2 us per id token, 3 us plus the bytes per payload decrypted.
+_TOKENS_IN_PLACE = 1_000
+_PAYLOADS_IN_PLACE = 200
+
+
+async def id_tokens(cipher: IndexCipher, ids: Sequence[str]) -> list[bytes]:
+    """The id tokens of `ids`, off the event loop when there are many."""
+    return await run_cpu(
+        lambda: [cipher.id_token(i) for i in ids], heavy=len(ids) > _TOKENS_IN_PLACE
+    )
+
+
 async def get_items(
     ctx: ServiceContext,
     tenant: str,
@@ -290,21 +310,24 @@ async def get_items(
     index_key: bytes | None,
     ids: Sequence[str],
     *,
-    with_vectors: bool = True,
+    include: Collection[str] = ("vector", "contents", "metadata"),
 ) -> list[ItemPayload]:
     """The stored items among `ids`, in request order; missing ids are left out.
 
-    Without `with_vectors`, items come without their vectors (not looked up).
-    With this process's cached view of the index (see app.services.views),
-    one statement reads the items and checks the view; otherwise, or when the
-    view turns out stale, the view and the items are read in one snapshot.
+    Without "vector" in `include`, items come without their vectors (not
+    looked up); `include` also sizes the answer, refused before any item is
+    decrypted when it would be too large (app.services.bounds). With this
+    process's cached view of the index (see app.services.views), one
+    statement reads the items and checks the view; otherwise, or when the view
+    turns out stale, the view and the items are read in one snapshot.
     """
+    bounds.check_id_count(ctx.settings, len(ids))
     unique_ids = list(dict.fromkeys(ids))
     view = cached_view(ctx, tenant, name)
     if view is not None:
         try:
             async with ctx.db.autocommit() as conn:
-                found = await _items_on_view(ctx, conn, view, index_key, unique_ids, with_vectors)
+                found = await _items_on_view(ctx, conn, view, index_key, unique_ids, include)
         except (BlocksGone, WrongIndexKey, KeySentToKmsIndex):
             # A cached view may predate a key rotation or a compaction made elsewhere.
             found = None
@@ -313,7 +336,7 @@ async def get_items(
         forget_view(ctx, tenant, name)
     async with ctx.db.transaction(snapshot=True) as conn:
         view = await read_view(conn, ctx, tenant, name)
-        found = await _items_on_view(ctx, conn, view, index_key, unique_ids, with_vectors)
+        found = await _items_on_view(ctx, conn, view, index_key, unique_ids, include)
     if found is None:
         raise AssertionError("a view read in the same snapshot cannot be stale")
     return found
@@ -325,20 +348,24 @@ async def _items_on_view(
     view: SearchView,
     index_key: bytes | None,
     unique_ids: list[str],
-    with_vectors: bool,
+    include: Collection[str],
 ) -> list[ItemPayload] | None:
     """The stored items among `unique_ids` in their order, or None if `view` no
     longer matches the database."""
     opened = await open_row(ctx, view.row, index_key)
-    tokens = [opened.cipher.id_token(i) for i in unique_ids]
+    with_vectors = "vector" in include
+    tokens = await id_tokens(opened.cipher, unique_ids)
     lookup = await item_repo.items_by_tokens(
         conn, opened.row.id, tokens, with_map_pages=with_vectors
     )
     if lookup is None or lookup.signature != view.signature:
         return None
-    by_token = {
-        row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in lookup.rows
-    }
+    sizes = [len(row.payload) for row in lookup.rows]
+    bounds.AnswerBudget(ctx.settings, include, opened.row.dimension).add(sizes, sizes)
+    by_token = await run_cpu(
+        lambda: {row.id_token: (row.seq, open_payload(opened.cipher, row)) for row in lookup.rows},
+        heavy=len(lookup.rows) > _PAYLOADS_IN_PLACE,
+    )
     vectors = {}
     if with_vectors:
         vectors = await find_vectors(
@@ -363,9 +390,10 @@ async def delete_items(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, ids: Sequence[str]
 ) -> int:
     """Delete items by id; returns how many existed."""
+    bounds.check_id_count(ctx.settings, len(ids))
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
-        tokens = [opened.cipher.id_token(i) for i in dict.fromkeys(ids)]
+        tokens = await id_tokens(opened.cipher, list(dict.fromkeys(ids)))
         deleted = await item_repo.delete_items(conn, opened.row.id, tokens) if tokens else 0
         await index_repo.add_items(conn, opened.row.id, -deleted)
     await maintenance.after_write(ctx, opened, opened.row.n_items - deleted)
@@ -375,13 +403,29 @@ async def delete_items(
 async def list_ids(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None
 ) -> list[str]:
-    """Every live item id (decrypted page by page)."""
+    """Every live item id, decrypted page by page off the event loop; refused
+    once the ids alone outgrow the answer limit."""
     ids: list[str] = []
+    size = 0
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
         async for page in item_repo.stream_items(conn, opened.row.id):
-            ids.extend(open_payload(opened.cipher, row).id for row in page)
+            found = await run_cpu(
+                partial(_open_ids, opened.cipher, page), heavy=len(page) > _PAYLOADS_IN_PLACE
+            )
+            # Each id is a JSON string and a comma: its length plus 3 at least.
+            size += sum(len(i) + 3 for i in found)
+            if size > ctx.settings.max_response_bytes:
+                raise bounds.answer_too_large(ctx.settings, size)
+            ids.extend(found)
     return ids
+
+
+def _open_ids(cipher: IndexCipher, rows: Sequence[ItemRow]) -> list[str]:
+    try:
+        return [payload_id(cipher.open_item(row.id_token, row.seq, row.payload)) for row in rows]
+    except AuthenticationFailed as exc:
+        raise StoredDataCorrupt("Stored item failed authentication") from exc
 
 
 async def count_items(
