@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from app.api import embeddings, health, indexes, users, vectors
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
-from app.api.limits import BodySizeLimit
+from app.api.limits import AuthenticateBeforeBody, BodySizeLimit
 from app.api.observability import RequestObservability, metrics_endpoint
 from app.config import Settings
 from app.logs import configure_logging
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Outside the size limit: a body is refused unread when its key is not valid.
+    app.add_middleware(AuthenticateBeforeBody)
     # Added last, so it wraps the size limit too: refused bodies are counted and logged.
     app.add_middleware(
         RequestObservability, metrics=metrics if settings.metrics else None, routes=app.routes

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from app.api.limits import PRINCIPAL_STATE
 from app.services.auth import Principal, authenticate
 from app.services.context import ServiceContext
 
@@ -27,9 +28,13 @@ Context = Annotated[ServiceContext, Depends(get_context)]
 
 
 async def get_principal(
-    ctx: Context, api_key: Annotated[str | None, Security(_api_key_header)]
+    request: Request, ctx: Context, api_key: Annotated[str | None, Security(_api_key_header)]
 ) -> Principal:
-    """Authenticate the X-API-Key header."""
+    """The principal of the X-API-Key header: verified already when the request has a
+    body (app.api.limits), else verified here."""
+    verified = getattr(request.state, PRINCIPAL_STATE, None)
+    if isinstance(verified, Principal):
+        return verified
     return await authenticate(ctx.db, ctx.api_keys, api_key)
 
 

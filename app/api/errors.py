@@ -24,12 +24,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CiphervecError)  # noqa: S101 - registered for this class only
+def domain_error_response(exc: CiphervecError) -> JSONResponse:
+    """The response a domain error gets: its status code and `{"detail": ...}`,
+    with Retry-After when the service is unavailable."""
     headers = {"Retry-After": "5"} if isinstance(exc, ServiceUnavailable) else None
     if exc.status_code >= 500:
         log.error("request failed: %s", exc.detail, exc_info=exc.__cause__)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CiphervecError)  # noqa: S101 - registered for this class only
+    return domain_error_response(exc)
 
 
 class AsciiJSONResponse(JSONResponse):
