@@ -1,8 +1,19 @@
-"""The one place where domain errors become HTTP responses (`{"detail": ...}`)."""
+"""The one place where domain errors become HTTP responses (`{"detail": ...}`).
+
+A request that does not validate gets FastAPI's 422 shape, `{"detail": [{type,
+loc, msg, ctx?}]}`, without pydantic's `input`: an error says where (`loc`) and
+which rule (`type`, `msg`, and in `ctx` the rule's own parameters), never what
+was sent. Request values are client data this service otherwise never shows,
+and a malformed `index_key`, or a body sent as text, a form or XML (validated
+as one string), would otherwise come back whole. Dropping `input` everywhere is
+the rule that cannot miss a field. `msg` is pydantic's text for the rule; it
+quotes input only for tagged unions and through validators' own messages, and
+the request models have no tagged union and their validators' messages state
+the rule alone.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -38,20 +49,30 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     return domain_error_response(exc)
 
 
-class AsciiJSONResponse(JSONResponse):
-    """JSON with every non-ASCII character escaped.
+# The `ctx` entries that are parameters of a rule (from the schema), not of the input.
+_RULE_PARAMETERS = frozenset({
+    "pattern", "min_length", "max_length", "ge", "gt", "le", "lt", "multiple_of",
+    "expected", "max_digits", "decimal_places",
+})
 
-    A request can carry a lone surrogate (valid JSON, not valid UTF-8) that
-    validation then echoes back; escaped, it renders instead of raising.
-    """
 
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("ascii")
+def _without_input(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error as the client sees it: where, and which rule, but no value."""
+    ctx: dict[str, Any] = error.get("ctx") or {}
+    if error["type"] == "json_invalid":
+        # The JSON parser's word for what is wrong ("Expecting ',' delimiter"); the
+        # position is in `loc`, and no text of the body is quoted.
+        kept = {"error": ctx["error"]} if isinstance(ctx.get("error"), str) else {}
+    else:
+        kept = {name: value for name, value in ctx.items() if name in _RULE_PARAMETERS}
+    shown = {"type": error["type"], "loc": error["loc"], "msg": error["msg"]}
+    return {**shown, "ctx": kept} if kept else shown
 
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
-    return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    errors = [_without_input(error) for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
@@ -64,7 +85,7 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the domain error mapping, FastAPI's 422 rendered safely, and the catch-all."""
+    """Register the domain error mapping, FastAPI's 422 without input, and the catch-all."""
     app.add_exception_handler(CiphervecError, _domain_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected_error)

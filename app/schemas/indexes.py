@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from app.ivf.distance import Metric
-from app.schemas.common import IndexKeyHex, IndexName, IndexOperationRequest
+from app.schemas.common import IndexKeyHex, IndexOperationRequest, NewIndexName
 
 # Stored as JSONB, which cannot hold a NUL character.
 MetadataFieldName = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
@@ -26,7 +26,7 @@ class MetadataFieldPolicy(BaseModel):
 class CreateIndexRequest(BaseModel):
     """POST /v1/indexes/create."""
 
-    index_name: IndexName
+    index_name: NewIndexName
     index_key: IndexKeyHex | None = None
     kms_name: str | None = None
     dimension: int | None = Field(default=None, ge=1, le=16_384)

@@ -6,7 +6,8 @@ acts for the same tenant on one index only, with a set of permissions:
 
 - `read`:  query, get, list_ids, num_vectors;
 - `write`: upsert and delete items (not read them back);
-- `admin`: train, delete the index, rotate its key, manage its users;
+- `admin`: train, delete the index, rotate its key, manage its users, and
+  mint user keys with permissions it holds itself (never more);
 - any permission may describe the index (the SDK's load_index needs that).
 
 Creating and listing indexes needs a tenant key. The database keeps the prefix (to find
@@ -72,6 +73,23 @@ class Principal:
         if permission is not None and permission not in self.permissions:
             raise Forbidden(
                 f"This API key lacks the '{permission.value}' permission on index '{index_name}'"
+            )
+
+    def authorize_grant(self, index_name: str, granted: frozenset[Permission]) -> None:
+        """Allow minting a user key on `index_name` with `granted`, or raise.
+
+        Least privilege: an index admin may grant only permissions it holds
+        itself (otherwise an admin-only key could mint a reader and read through
+        it); a tenant key may grant any. Asking for more is 403 naming the rest.
+        """
+        self.authorize(index_name, Permission.ADMIN)
+        if self.permissions is None:
+            return
+        lacking = [p.value for p in Permission if p in granted - self.permissions]
+        if lacking:
+            raise Forbidden(
+                f"This API key cannot grant permissions it lacks on index '{index_name}': "
+                + ", ".join(lacking)
             )
 
     def require_tenant_key(self) -> None:

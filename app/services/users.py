@@ -2,8 +2,9 @@
 
 A user key is an ordinary API key (stored as a SHA-256 hash) whose row names
 its index and permissions; deleting the index deletes its users. Managing
-users takes a tenant key or a user key with `admin` on that index, and, for
-an index opened by a client key, that key (the reference's X-Index-Key).
+users takes a tenant key or a user key with `admin` on that index (which may
+grant only permissions it holds), and, for an index opened by a client key,
+that key (the reference's X-Index-Key).
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ async def create_user(
     permissions: list[str],
     index_key: bytes | None,
 ) -> NewUser:
-    """Mint a user key for one index."""
+    """Mint a user key for one index, with no permission the caller lacks."""
     granted = parse_permissions(permissions)
+    caller.authorize_grant(index_name, granted)
     row = await _managed_index(ctx, caller, index_name, index_key)
     async with ctx.db.transaction() as conn:
         # The key was checked outside this transaction (a KMS call may be slow):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from cyborgdb import AuthenticationError, Client, NotFoundError
+from cyborgdb import AuthenticationError, Client, NotFoundError, ValidationError
 
 from app.config import Settings
 from tests.support.corpus import TOPICS
@@ -144,3 +144,31 @@ def test_users_of_an_sdk_key_index_through_the_client(cyborg: Client) -> None:
     assert listed == [{"user_id": user["user_id"], "permissions": ["read", "write"]}]
     index.delete_user(user["user_id"])
     assert index.list_users() == []
+
+
+@pytest.mark.parametrize("tricky", ["rocket 🚀 ünï", "q?x=1&y=2#frag;%2F+~", "v1.0..."])
+def test_an_accepted_tricky_name_works_on_every_route_through_the_client(
+    cyborg: Client, tricky: str
+) -> None:
+    name = f"{tricky} {uuid.uuid4().hex[:6]}"
+    key = secrets.token_bytes(32)
+    index = cyborg.create_index(name, index_key=key, dimension=4)
+    assert name in cyborg.list_indexes()
+    assert cyborg.load_index(name, index_key=key).dimension == 4
+    index.upsert([{"id": "n", "vector": [1.0, 0.0, 0.0, 0.0], "contents": "named"}])
+    assert index.query(query_vectors=[1.0, 0.0, 0.0, 0.0], top_k=1)[0]["id"] == "n"
+    assert index.get(["n"], include=["contents"])[0]["contents"] == "named"
+    user = index.create_user(["read"])  # the name goes into the URL path here
+    assert index.list_users() == [{"user_id": user["user_id"], "permissions": ["read"]}]
+    index.delete_user(user["user_id"])
+    assert index.list_users() == []
+    index.delete_index()
+    assert name not in cyborg.list_indexes()
+
+
+@pytest.mark.parametrize("unusable", ["a/b", "..", "abc\u202efed"])
+def test_a_refused_name_is_a_validation_error_through_the_client(
+    cyborg: Client, unusable: str
+) -> None:
+    with pytest.raises(ValidationError, match="index names are printable"):
+        cyborg.create_index(unusable, index_key=secrets.token_bytes(32), dimension=4)

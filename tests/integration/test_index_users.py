@@ -113,7 +113,7 @@ async def test_admin_permission_is_needed_to_train_delete_or_manage_users(
 async def test_admin_user_manages_users_of_its_index(
     client: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
-    admin = _as((await _user(client, index, "admin"))["api_key"])
+    admin = _as((await _user(client, index, "admin", "read"))["api_key"])
     name = index["index_name"]
     minted = await client.post(f"/indexes/{name}/users", json={"permissions": ["read"]},
                                headers=admin)
@@ -121,6 +121,44 @@ async def test_admin_user_manages_users_of_its_index(
     listed = await client.get(f"/indexes/{name}/users", headers=admin)
     assert {"user_id": minted.json()["user_id"], "permissions": ["read"]} in listed.json()["users"]
     assert (await client.post("/indexes/delete", json=index, headers=admin)).status_code == 200
+
+
+async def test_an_index_admin_cannot_grant_permissions_it_lacks(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    admin = await _user(client, index, "admin")
+    as_admin = _as(admin["api_key"])
+    name = index["index_name"]
+    denied = await client.post("/vectors/get", json={**index, "ids": ["a"]}, headers=as_admin)
+    assert denied.status_code == 403
+    minted = await client.post(f"/indexes/{name}/users", headers=as_admin,
+                               json={"permissions": ["admin", "write", "read"]})
+    assert minted.status_code == 403
+    assert minted.json() == {"detail": (
+        f"This API key cannot grant permissions it lacks on index '{name}': read, write"
+    )}
+    listed = await client.get(f"/indexes/{name}/users")
+    assert [u["user_id"] for u in listed.json()["users"]] == [admin["user_id"]]
+
+
+async def test_an_index_admin_grants_permissions_it_holds(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    as_admin = _as((await _user(client, index, "admin", "write"))["api_key"])
+    name = index["index_name"]
+    for permissions in (["write"], ["admin"], ["admin", "write"]):
+        minted = await client.post(f"/indexes/{name}/users", headers=as_admin,
+                                   json={"permissions": permissions})
+        assert minted.status_code == 200, (permissions, minted.text)
+
+
+async def test_a_tenant_key_grants_any_permissions(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    user = await _user(client, index, "admin", "read", "write")
+    response = await client.post("/vectors/get", json={**index, "ids": ["a"]},
+                                 headers=_as(user["api_key"]))
+    assert response.status_code == 200
 
 
 async def test_list_users_shows_ids_and_permissions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from typing import Any
@@ -156,3 +157,18 @@ async def test_metadata_field_name_with_a_nul_character_is_a_422(
         "metadata_schema": {"a\u0000b": {"filterable": True}},
     })
     assert response.status_code == 422, response.text
+
+
+async def test_metadata_field_name_with_a_lone_surrogate_is_a_422(
+    client: httpx.AsyncClient, index_name: str, index_key: str
+) -> None:
+    # Valid JSON, which no UTF-8 text can hold once decoded. `loc` names the field,
+    # with U+FFFD where pydantic could not decode it, so the 422 renders as UTF-8.
+    body = json.dumps({
+        "index_name": index_name, "index_key": index_key, "dimension": 4,
+        "metadata_schema": {"a\ud800": {"filterable": "maybe"}},
+    })
+    response = await client.post("/indexes/create", content=body,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][:2] == ["body", "metadata_schema"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,35 +9,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from app.logs import configure_logging
 from app.store.db import Database
-
-
-class Captured:
-    """Every record the service logs, formatted as in production."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    def lines(self) -> list[str]:
-        return [line for line in self.stream.getvalue().splitlines() if line]
-
-    def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.lines()]
+from tests.support.logcapture import Captured, captured_logs
 
 
 @pytest.fixture
 def logs() -> Iterator[Captured]:
-    captured = Captured()
-    configure_logging("DEBUG", stream=captured.stream)
-    # The test client logs each call with its URL; it is not the service.
-    client_level = logging.getLogger("httpx").level
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
+    with captured_logs() as captured:
         yield captured
-    finally:
-        configure_logging("INFO")
-        logging.getLogger("httpx").setLevel(client_level)
 
 
 ITEMS = [
