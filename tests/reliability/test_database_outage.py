@@ -18,9 +18,11 @@ import httpx
 import pytest
 
 from app import migrate
+from app.config import Settings
 from app.localpg import LocalPostgres
 from app.services import auth
 from app.store.db import Database
+from tests.support.app_client import app_client
 from tests.support.process import running_service
 
 # A 503 must come well within this; a hang would run into the client timeout.
@@ -183,3 +185,21 @@ async def test_requests_while_the_database_stops_and_starts_answer_200_or_503_ne
                 assert time.monotonic() < deadline, "service did not recover"
                 await asyncio.sleep(0.2)
 
+
+async def test_readiness_follows_the_database_while_liveness_stays_healthy(
+    own_cluster: tuple[LocalPostgres, str],
+) -> None:
+    cluster, url = own_cluster
+    async with app_client(Settings(database_url=url)) as http:
+        health = (await http.get("/health")).json()
+        assert (await http.get("/ready")).status_code == 200
+
+        cluster.stop()
+        ready = await http.get("/ready")
+        assert ready.status_code == 503
+        assert ready.headers["Retry-After"]
+        assert (await http.get("/health")).json() == health
+
+        cluster.start()
+        assert (await http.get("/ready")).status_code == 200
+        assert (await http.get("/health")).json() == health
