@@ -116,7 +116,6 @@ async def connection_lost(conn: AsyncConnection, error: BaseException) -> bool:
     return bool(driver.is_closed())
 
 
-
 def _refuse_closed(
     _dbapi_connection: object, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
 ) -> None:
