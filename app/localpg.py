@@ -24,6 +24,7 @@ import socket
 import subprocess
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 SUPERUSER = "ciphervec"
 _SERVER_USER = "postgres"
@@ -236,10 +237,14 @@ class LocalPostgres:
         self.port = self._running_port() or self.port
         self.create_database(self.database)
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown); nothing happens if it is not running."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop the server; nothing happens if it is not running.
+
+        "fast" rolls sessions back and shuts down cleanly; "immediate" aborts at
+        once, as a crash would, and the next start runs crash recovery.
+        """
         if self.is_running():
-            result = self._pg_ctl("stop", "-m", "fast", "-w")
+            result = self._pg_ctl("stop", "-m", mode, "-w")
             if result.returncode != 0:
                 raise RuntimeError(f"PostgreSQL did not stop: {result.stderr.strip()}")
 

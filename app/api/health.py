@@ -1,4 +1,6 @@
-"""GET /v1/health: liveness, no authentication."""
+"""Probes, no authentication: GET /v1/health (liveness: the process answers;
+CyborgDB's route, whose `version` client tools read) and GET /v1/ready
+(readiness: PostgreSQL answers too, else 503 with Retry-After)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter
 
-from app.schemas.indexes import HealthResponse
+from app.api.deps import Context
+from app.schemas.indexes import HealthResponse, ReadinessResponse
+from app.services import readiness
 
 router = APIRouter(tags=["health"])
 
@@ -20,3 +24,10 @@ except PackageNotFoundError:
 async def health() -> HealthResponse:
     """The service is up."""
     return HealthResponse(status="healthy", api_version="v1", version=SERVICE_VERSION)
+
+
+@router.get("/ready", response_model=ReadinessResponse)
+async def ready(ctx: Context) -> ReadinessResponse:
+    """PostgreSQL answers within a couple of seconds: the service can serve requests."""
+    await readiness.check(ctx)
+    return ReadinessResponse()

@@ -29,16 +29,33 @@ class Metric(StrEnum):
     COSINE = "cosine"
 
 
-def _unit_rows(matrix: Matrix) -> Matrix:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.asarray(matrix / norms, dtype=np.float32)
+# Below this squared length the float32 squares of a row's components turn
+# subnormal or zero, and its length loses precision or vanishes (a row of 1e-30s
+# would keep its tiny length and score like the zero vector): such rows are
+# normalised in float64, where they are ordinary numbers.
+_TINY_SQUARED_NORM = np.float32(2.0**-60)
+
+
+def unit_rows(matrix: Matrix) -> Matrix:
+    """Rows scaled to unit length; an all-zero row stays zero (cosine distance 1
+    to everything)."""
+    squared = np.einsum("ij,ij->i", matrix, matrix)
+    tiny = np.flatnonzero(squared < _TINY_SQUARED_NORM)
+    norms = np.sqrt(squared)
+    norms[tiny] = 1.0
+    unit = np.asarray(matrix / norms[:, np.newaxis], dtype=np.float32)
+    if tiny.size:
+        rows = matrix[tiny].astype(np.float64)
+        lengths = np.linalg.norm(rows, axis=1, keepdims=True)
+        lengths[lengths == 0] = 1.0
+        unit[tiny] = rows / lengths
+    return unit
 
 
 def scan_scores(queries: Matrix, vectors: Matrix, metric: Metric) -> Scores:
     """A (queries x vectors) matrix of scores ordered like the metric's distance."""
     if metric is Metric.COSINE:
-        scores = -(_unit_rows(queries) @ _unit_rows(vectors).T)
+        scores = -(unit_rows(queries) @ unit_rows(vectors).T)
     else:
         sq_norms = np.einsum("ij,ij->i", vectors, vectors)
         scores = sq_norms[np.newaxis, :] - 2.0 * (queries @ vectors.T)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import MiniBatchKMeans
 
-from app.ivf.distance import Metric
+from app.ivf.distance import Metric, unit_rows
 from app.ivf.vectors import Matrix
 
 Lists = npt.NDArray[np.int64]
@@ -35,11 +35,7 @@ def auto_n_probes(n_lists: int) -> int:
 
 def prepare(vectors: Matrix, metric: Metric) -> Matrix:
     """Vectors as the centroids see them: unit length for cosine, unchanged otherwise."""
-    if metric is not Metric.COSINE:
-        return vectors
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.asarray(vectors / norms, dtype=np.float32)
+    return unit_rows(vectors) if metric is Metric.COSINE else vectors
 
 
 class StreamingKMeans:

@@ -1,4 +1,14 @@
-"""The one value type for vectors: a validated, C-contiguous float32 matrix."""
+"""The one value type for vectors: a validated, C-contiguous float32 matrix.
+
+Search scores vectors in float32. A vector is accepted only if its squared L2
+norm (computed in float64) is at most float32 max / 4 (8.5e37; a lone
+component up to about 9.2e18). Then for any two accepted vectors a and b,
+|a|^2 and |a.b| <= |a||b| are at most 1/4 of float32 max, the Euclidean scan
+score |a|^2 - 2 a.b at most 3/4, and |a-b|^2 <= 2|a|^2 + 2|b|^2 at most all
+of it: every metric's kernel ranks without overflow, and so does k-means, whose
+centroids are averages of accepted vectors. (At float32 max / 2 the scan score
+of two opposite vectors overflows.)
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,8 @@ import pybase64
 from app.errors import InvalidInput
 
 Matrix = npt.NDArray[np.float32]
+
+MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 4
 
 
 def vector_matrix(rows: Sequence[Sequence[float]] | Matrix, dimension: int) -> Matrix:
@@ -42,7 +54,26 @@ def checked_matrix(matrix: npt.NDArray[np.float32], dimension: int) -> Matrix:
         )
     if not np.isfinite(matrix).all():
         raise InvalidInput("Vectors must not contain NaN or infinite values")
+    _check_norms(matrix)
     return np.ascontiguousarray(matrix)
+
+
+def _check_norms(matrix: npt.NDArray[np.float32]) -> None:
+    """Refuse rows whose squared L2 norm exceeds MAX_SQUARED_NORM (see the module docstring)."""
+    with np.errstate(over="ignore"):
+        squared = np.einsum("ij,ij->i", matrix, matrix)
+    # float32 sums of squares are off by far less than 2x (or overflow): only
+    # rows that may be near the bound are measured again in float64 (all rows
+    # in float64 took 79 us for 1,000 x 128, this 20 us).
+    suspects = np.flatnonzero(~(squared <= MAX_SQUARED_NORM / 2))
+    rows = matrix[suspects]
+    over = suspects[np.einsum("ij,ij->i", rows, rows, dtype=np.float64) > MAX_SQUARED_NORM]
+    if over.size:
+        raise InvalidInput(
+            f"Vectors must have a squared L2 norm of at most {MAX_SQUARED_NORM:.4g} "
+            f"(float32 max / 4), so that distances stay finite in float32; vector {over[0]} "
+            "exceeds it"
+        )
 
 
 def matrix_from_base64(data: str, dimension: int) -> Matrix:

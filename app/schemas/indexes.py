@@ -87,6 +87,12 @@ class HealthResponse(BaseModel):
     version: str
 
 
+class ReadinessResponse(BaseModel):
+    """GET /v1/ready, when PostgreSQL answers."""
+
+    status: Literal["ready"] = "ready"
+
+
 class RotateKeyRequest(IndexOperationRequest):
     """POST /v1/indexes/rotate_key: `index_key` is the current key (SDK-key indexes only);
     exactly one of `new_index_key` and `new_kms_name` names the new one."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from app.services.context import ServiceContext
 from app.store import locks
+from app.store.db import connection_lost
 
 
 @asynccontextmanager
@@ -23,4 +26,14 @@ async def maintenance_lock(
         try:
             yield True
         finally:
-            await locks.unlock_index(conn, index_id)
+            await _unlock(conn, index_id)
+
+
+async def _unlock(conn: AsyncConnection, index_id: int) -> None:
+    """Release the lock. A session that has ended has released it already: the
+    holder's work is not failed for that."""
+    try:
+        await locks.unlock_index(conn, index_id)
+    except Exception as error:
+        if not await connection_lost(conn, error):
+            raise

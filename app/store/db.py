@@ -4,42 +4,127 @@
 `driver_connection` its asyncpg connection, for COPY and the hot statements); the
 COMMIT happens before the block exits, so a service returns only after its
 writes are durable. Losing PostgreSQL (refused connection, dropped socket,
-pool timeout) surfaces as ServiceUnavailable (503), never as a hang or a 500.
+pool timeout, a server shutting down, crashing or starting up), while a
+connection is taken, used or given back, surfaces as ServiceUnavailable (503),
+never as a hang or a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, text
+from sqlalchemy import Table, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from app.errors import ServiceUnavailable
+from app.errors import CiphervecError, ServiceUnavailable
 
-_UNAVAILABLE = (
-    OSError,
-    asyncio.TimeoutError,
-    sa_exc.TimeoutError,
-    sa_exc.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-)
+UNAVAILABLE_DETAIL = "Database unavailable, try again shortly"
+
+# PostgreSQL cannot be reached in time: a refused, reset or broken socket, the
+# connect timeout, or no pooled connection free within the pool timeout.
+_UNREACHABLE = (OSError, TimeoutError, sa_exc.TimeoutError)
+
+# SQLSTATEs of a server that is going away, not there yet or full: class 08
+# (connection exception), admin_shutdown 57P01 and crash_shutdown 57P02 (a
+# fast or immediate stop ends the session), cannot_connect_now 57P03 ("the
+# database system is starting up / shutting down"), too_many_connections 53300.
+# Not query_canceled 57014: the server is up and cancelled one statement.
+_CONNECTION_EXCEPTION_CLASS = "08"
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
-def _is_unavailable(error: BaseException) -> bool:
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every exception behind it: causes, contexts and SQLAlchemy's `.orig`.
+
+    SQLAlchemy wraps the asyncpg adapter's error (`.orig`, which carries the
+    SQLSTATE), itself raised from asyncpg's; an error while rolling back a dead
+    connection has the original failure as its context.
+    """
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        link = pending.pop()
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        for behind in (link.__cause__, link.__context__, getattr(link, "orig", None)):
+            if isinstance(behind, BaseException):
+                pending.append(behind)
+
+
+def _means_unavailable(error: BaseException) -> bool:
+    if isinstance(error, _UNREACHABLE):
+        return True
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return True
-    if isinstance(error, sa_exc.OperationalError):
-        return True
-    cause = error.__cause__ or error.__context__
-    return isinstance(error, _UNAVAILABLE) or (
-        cause is not None and isinstance(cause, _UNAVAILABLE)
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate.startswith(_CONNECTION_EXCEPTION_CLASS) or sqlstate in _UNAVAILABLE_STATES
     )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` comes from PostgreSQL being unreachable, stopping or starting.
+
+    Domain errors are never reclassified: they already say what the client
+    should hear.
+    """
+    if isinstance(error, CiphervecError):
+        return False
+    return any(_means_unavailable(link) for link in _chain(error))
+
+
+# How long an error on a live-looking connection waits for asyncpg to see the
+# socket close. A server that ends a session while it is idle sends its FATAL
+# message first: asyncpg, not expecting it, reports the next statement as a
+# protocol error ("another operation is in progress"), and marks the connection
+# closed only once the event loop has read the end of the socket, right after.
+_CLOSE_GRACE_S = 0.1
+# asyncpg's own complaints about the connection's state, which a session that
+# ended under it causes (and which, on an open connection, are bugs).
+_DRIVER_FAULTS = (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
+
+
+async def connection_lost(conn: AsyncConnection, error: BaseException) -> bool:
+    """Whether `error`, raised while using `conn`, means PostgreSQL went away: by
+    its kind (see `is_unavailable`), or because `conn` lost its server session
+    (asyncpg says only "connection is closed" of a session that ended while idle)."""
+    if isinstance(error, CiphervecError):
+        return False
+    if is_unavailable(error):
+        return True
+    sync = conn.sync_connection
+    if sync is None or sync.closed:
+        return False
+    if sync.invalidated:
+        return True
+    driver = sync.connection.driver_connection
+    if not isinstance(driver, asyncpg.Connection):
+        return False
+    if not driver.is_closed() and any(isinstance(link, _DRIVER_FAULTS) for link in _chain(error)):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_GRACE_S
+        while not driver.is_closed() and loop.time() < deadline:
+            await asyncio.sleep(0.005)
+    return bool(driver.is_closed())
+
+
+def _refuse_closed(
+    _dbapi_connection: object, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+) -> None:
+    """Pool checkout hook: a connection whose session ended while it sat in the
+    pool is replaced by a new one. asyncpg already knows it is closed, so this
+    costs no round trip (as a pre-ping would)."""
+    driver = record.driver_connection
+    if isinstance(driver, asyncpg.Connection) and driver.is_closed():
+        raise sa_exc.DisconnectionError("session ended while the connection was pooled")
 
 
 class Database:
@@ -74,6 +159,7 @@ class Database:
         # step per connection (as a per-connection option: 14 us of 140 us
         # around a one-row statement, measured).
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
 
     @asynccontextmanager
     async def transaction(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
@@ -83,30 +169,38 @@ class Database:
         statement sees the same committed state, so a reader never mixes two
         index versions.
         """
-        try:
-            async with self.engine.connect() as conn:
-                if snapshot:
-                    # asyncpg opens the transaction with these in its single BEGIN.
-                    await conn.execution_options(
-                        isolation_level="REPEATABLE READ", postgresql_readonly=True
-                    )
-                async with conn.begin():
-                    yield conn
-        except Exception as error:
-            if _is_unavailable(error):
-                raise ServiceUnavailable("Database unavailable, try again shortly") from error
-            raise
+        async with self._connection(self.engine) as conn:
+            if snapshot:
+                # asyncpg opens the transaction with these in its single BEGIN.
+                await conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True
+                )
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[AsyncConnection]:
         """A connection outside any transaction, each statement on its own snapshot:
         for session-level advisory locks and reads of one statement."""
+        async with self._connection(self._autocommit_engine) as conn:
+            yield conn
+
+    @staticmethod
+    @asynccontextmanager
+    async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection of `engine`; losing PostgreSQL while getting, using
+        or returning it raises ServiceUnavailable."""
         try:
-            async with self._autocommit_engine.connect() as conn:
-                yield conn
+            async with engine.connect() as conn:
+                try:
+                    yield conn
+                except Exception as error:
+                    if await connection_lost(conn, error):
+                        raise ServiceUnavailable(UNAVAILABLE_DETAIL) from error
+                    raise
         except Exception as error:
-            if _is_unavailable(error):
-                raise ServiceUnavailable("Database unavailable, try again shortly") from error
+            if is_unavailable(error):
+                raise ServiceUnavailable(UNAVAILABLE_DETAIL) from error
             raise
 
     async def dispose(self) -> None:
