@@ -130,6 +130,13 @@ def serve(
     (Ctrl-C or SIGTERM) if this command was the one that started it.
     """
     settings = Settings()
+    if workers > 1 and settings.metrics and settings.metrics_addr:
+        raise typer.BadParameter(
+            f"CIPHERVEC_METRICS_ADDR ({settings.metrics_addr}) is one address, and each of "
+            f"{workers} worker processes would listen on it: serve one worker per process "
+            "(e.g. one per container), or unset it to serve /metrics on the API's address",
+            param_hint="--workers",
+        )
     embedded = None if settings.database_url else _embedded_cluster(settings)
     started_here = embedded is not None and not embedded.is_running()
 
