@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app import migrate as migrations
 from app.config import Settings
-from app.errors import CiphervecError
+from app.errors import CiphervecError, TenantExists
 from app.localpg import LocalPostgres, embedded_cluster_dir
 from app.logs import configure_logging
 from app.ops import bench as benchmark
@@ -178,11 +178,19 @@ def migrate(
 def keys_create(
     name: Annotated[str, typer.Option(help="Label of the key.")],
     tenant: Annotated[
-        str | None, typer.Option(help="Tenant the key acts for (default: the name).")
+        str | None,
+        typer.Option(help="Tenant the key acts for. Default: a new tenant named after the key; "
+                          "an existing tenant is joined only when named here."),
     ] = None,
 ) -> None:
     """Mint an API key; the key itself is printed alone on the last line."""
-    new = _with_db(Settings(), lambda db: auth.create_api_key(db, name=name, tenant=tenant))
+    try:
+        new = _with_db(Settings(), lambda db: auth.create_api_key(db, name=name, tenant=tenant))
+    except TenantExists:
+        typer.echo(f"Error: a tenant named '{name}' already exists (it has API keys or "
+                   f"indexes). To add this key to it, pass --tenant {name}; for a new "
+                   "tenant, choose another --name.", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"Created key '{new.row.name}' (prefix {new.row.prefix}, tenant {new.row.tenant})")
     typer.echo(new.secret)
 
