@@ -54,8 +54,9 @@ def _database_url(settings: Settings, embedded: LocalPostgres | None = None) -> 
     return cluster.url()
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived while `serve` ran."""
+class _Terminated(BaseException):
+    """SIGTERM arrived while `serve` ran (a BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way swallows it)."""
 
 
 @contextmanager

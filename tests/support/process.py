@@ -1,9 +1,9 @@
 """The service as its own OS process (uvicorn on 127.0.0.1), for tests that kill it,
 and the argv of a `ciphervec` command run the same way.
 
-A small launcher runs uvicorn (or the command) with a watchdog thread that exits the process
-as soon as its parent (the test process) is gone, so a server never outlives
-the tests that started it, even if they crash. (PR_SET_PDEATHSIG would be the
+A small launcher runs uvicorn (or the command) with a watchdog thread that
+exits the process as soon as its parent (the test process) is gone, so a
+server never outlives the tests that started it, even if they crash. (PR_SET_PDEATHSIG would be the
 usual tool, but this sandbox's kernel does not deliver it.)
 """
 
