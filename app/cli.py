@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, TypeVar
 
 import typer
@@ -18,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app import migrate as migrations
 from app.config import Settings
-from app.errors import CiphervecError
-from app.localpg import LocalPostgres
+from app.errors import CiphervecError, TenantExists
+from app.localpg import LocalPostgres, embedded_cluster_dir
 from app.logs import configure_logging
 from app.ops import bench as benchmark
 from app.ops import transfer
@@ -37,17 +40,50 @@ T = TypeVar("T")
 
 
 def _embedded_cluster(settings: Settings) -> LocalPostgres:
-    return LocalPostgres(settings.data_dir.resolve() / "pg")
+    return LocalPostgres(embedded_cluster_dir(settings.data_dir))
 
 
-def _database_url(settings: Settings) -> str:
-    """The configured database, or the embedded cluster under the data dir (started if needed)."""
+def _database_url(settings: Settings, embedded: LocalPostgres | None = None) -> str:
+    """The configured database, or the embedded cluster of the data dir (started if needed)."""
     if settings.database_url:
         return settings.sqlalchemy_url()
-    cluster = _embedded_cluster(settings)
+    cluster = embedded or _embedded_cluster(settings)
     cluster.start()
-    typer.echo(f"Embedded PostgreSQL running at {cluster.libpq_url()}", err=True)
+    typer.echo(f"Embedded PostgreSQL running at {cluster.libpq_url()} "
+               f"(data directory {cluster.data_dir})", err=True)
     return cluster.url()
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while `serve` ran (a BaseException, like KeyboardInterrupt, so
+    that no `except Exception` on the way swallows it)."""
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Let SIGTERM unwind the block like Ctrl-C, so its `finally` clauses run, and then
+    end the process by SIGTERM, as it would have ended without them.
+
+    uvicorn handles SIGTERM while it serves, and after its graceful shutdown
+    restores the previous handler and raises the signal again. With the default
+    handler that killed the process there and then, before `serve` stopped the
+    embedded cluster. (With several workers, uvicorn's supervisor keeps the
+    signal and returns normally.)
+    """
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    terminated = False
+    try:
+        yield
+    except _Terminated:
+        terminated = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if terminated:
+        signal.raise_signal(signal.SIGTERM)
 
 
 def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
@@ -92,35 +128,43 @@ def serve(
     """Migrate the database, make sure an API key exists, and serve the API.
 
     Without a database URL it starts the embedded cluster, and stops it on exit
-    if this command was the one that started it.
+    (Ctrl-C or SIGTERM) if this command was the one that started it.
     """
     settings = Settings()
+    if workers > 1 and settings.metrics and settings.metrics_addr:
+        raise typer.BadParameter(
+            f"CIPHERVEC_METRICS_ADDR ({settings.metrics_addr}) is one address, and each of "
+            f"{workers} worker processes would listen on it: serve one worker per process "
+            "(e.g. one per container), or unset it to serve /metrics on the API's address",
+            param_hint="--workers",
+        )
     embedded = None if settings.database_url else _embedded_cluster(settings)
     started_here = embedded is not None and not embedded.is_running()
-    url = _database_url(settings)
-    os.environ["CIPHERVEC_DATABASE_URL"] = url
-    migrations.upgrade(url)
 
     async def first_key(db: Database) -> str | None:
         if await auth.count_active_api_keys(db):
             return None
-        return (await auth.create_api_key(db, name="default")).secret
+        return (await auth.create_api_key(db, name="default", tenant="default")).secret
 
-    secret = _with_db(Settings(), first_key)
-    if secret is not None:
-        typer.echo("No API key existed; created one. It is shown only this once:")
-        typer.echo(f"X-API-Key: {secret}")
-    configure_logging(Settings().log_level)
-    try:
-        # An import string (not an app object), so that each of several workers
-        # builds its own app; logging is configured by create_app in each worker.
-        uvicorn.run(
-            "app.main:create_app", factory=True, host=host, port=port, workers=workers,
-            log_config=None, access_log=False,
-        )
-    finally:
-        if embedded is not None and started_here:
-            embedded.stop()
+    with _sigterm_unwinds():
+        try:
+            url = _database_url(settings, embedded)
+            os.environ["CIPHERVEC_DATABASE_URL"] = url
+            migrations.upgrade(url)
+            secret = _with_db(Settings(), first_key)
+            if secret is not None:
+                typer.echo("No API key existed; created one. It is shown only this once:")
+                typer.echo(f"X-API-Key: {secret}")
+            configure_logging(Settings().log_level)
+            # An import string (not an app object), so that each of several workers
+            # builds its own app; logging is configured by create_app in each worker.
+            uvicorn.run(
+                "app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                log_config=None, access_log=False,
+            )
+        finally:
+            if embedded is not None and started_here:
+                embedded.stop()
 
 
 @cli.command()
@@ -135,11 +179,19 @@ def migrate(
 def keys_create(
     name: Annotated[str, typer.Option(help="Label of the key.")],
     tenant: Annotated[
-        str | None, typer.Option(help="Tenant the key acts for (default: the name).")
+        str | None,
+        typer.Option(help="Tenant the key acts for. Default: a new tenant named after the key; "
+                          "an existing tenant is joined only when named here."),
     ] = None,
 ) -> None:
     """Mint an API key; the key itself is printed alone on the last line."""
-    new = _with_db(Settings(), lambda db: auth.create_api_key(db, name=name, tenant=tenant))
+    try:
+        new = _with_db(Settings(), lambda db: auth.create_api_key(db, name=name, tenant=tenant))
+    except TenantExists:
+        typer.echo(f"Error: a tenant named '{name}' already exists (it has API keys or "
+                   f"indexes). To add this key to it, pass --tenant {name}; for a new "
+                   "tenant, choose another --name.", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(f"Created key '{new.row.name}' (prefix {new.row.prefix}, tenant {new.row.tenant})")
     typer.echo(new.secret)
 

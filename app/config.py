@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -93,10 +93,22 @@ class Settings(BaseSettings):
     metrics: bool = Field(
         default=True, description="Serve Prometheus metrics at GET /metrics (no API key)."
     )
+    metrics_addr: str | None = Field(
+        default=None,
+        description="host:port where a listener of its own serves GET /metrics, which the "
+        "API's address then no longer answers. Unset: /metrics is on the API's address.",
+    )
     log_level: str = Field(
         default="INFO", pattern="(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
         description="Least severity logged (JSON lines on stderr).",
     )
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _metrics_addr_is_host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host_port(value)
+        return value
 
     def sqlalchemy_url(self) -> str:
         """The database URL, which must be set by the time the app starts."""
@@ -107,3 +119,12 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url[len(prefix) :]
         return url
+
+
+def host_port(address: str) -> tuple[str, int]:
+    """("127.0.0.1", 9100) from "127.0.0.1:9100" ("[::1]:9100" for IPv6), or ValueError."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port (e.g. 127.0.0.1:9100)")
+    return host, int(port)

@@ -12,6 +12,7 @@ CiphervecError
 ├── IndexNotFound (404)         no such index for this tenant
 ├── UserNotFound (404)          no such user of this index
 ├── IndexExists (409)           the name is taken in this tenant
+├── TenantExists (409)          a new tenant's name is taken (it has keys or indexes)
 ├── Conflict (409)              a concurrent change won (e.g. two key rotations)
 ├── PayloadTooLarge (413)       request body over the configured limit
 ├── ServiceUnavailable (503)    PostgreSQL cannot be reached
@@ -82,6 +83,13 @@ class IndexExists(CiphervecError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"Index '{name}' already exists")
+
+
+class TenantExists(CiphervecError):
+    status_code = 409
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Tenant '{name}' already exists")
 
 
 class Conflict(CiphervecError):

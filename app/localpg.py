@@ -3,7 +3,8 @@
 This module owns one cluster per data directory: it initialises it, writes its
 settings, starts and stops the server, creates databases in it and removes it.
 It backs the embedded database of `ciphervec serve` when no database URL is set
-(under ./.ciphervec/pg), and the throwaway cluster of the test session.
+(under ./.ciphervec/pg, or where `embedded_cluster_dir` puts it), and the
+throwaway cluster of the test session.
 
 The server listens on 127.0.0.1 only, over TCP only (no unix socket), with
 trust authentication: acceptable only because nothing but this machine can
@@ -15,6 +16,7 @@ as the unprivileged `postgres` system user.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import re
@@ -28,6 +30,8 @@ from typing import Literal
 
 SUPERUSER = "ciphervec"
 _SERVER_USER = "postgres"
+# Where embedded clusters go that the server user could not reach in their data dir.
+SHARED_CLUSTERS = Path("/var/lib/ciphervec")
 # Our settings, included from postgresql.conf and rewritten before every start.
 _SETTINGS_FILE = "ciphervec.conf"
 _DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -84,6 +88,46 @@ def _server_owner() -> pwd.struct_passwd:
         ) from exc
 
 
+def _as_server_user(args: list[str]) -> list[str]:
+    if shutil.which("runuser"):
+        return ["runuser", "-u", _SERVER_USER, "--", *args]
+    return ["su", _SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(args)]
+
+
+def _server_user_can_reach(directory: Path) -> bool:
+    """Whether the server user may search `directory`: access(2) as that user checks
+    search permission on every ancestor too."""
+    result = subprocess.run(  # noqa: S603 - argument list, no shell
+        _as_server_user(["test", "-x", str(directory)]), capture_output=True, check=False, cwd="/"
+    )
+    return result.returncode == 0
+
+
+def _deepest_existing_parent(path: Path) -> Path:
+    return next(parent for parent in path.parents if parent.exists())
+
+
+def embedded_cluster_dir(data_dir: Path) -> Path:
+    """Where the embedded cluster of `data_dir` lives: `data_dir/pg`, except under root
+    when the postgres user cannot reach that place (a clone in /root or in a
+    `mktemp -d` directory, both mode 0700).
+
+    Then it is SHARED_CLUSTERS/pg-<first 12 hex digits of the SHA-256 of data_dir's
+    absolute path>: outside the user's directories, whose permissions are left as
+    they are, and the same on every start from that data dir, so a clone keeps its
+    cluster. A cluster already initialised in either place stays where it is.
+    """
+    data_dir = data_dir.resolve()
+    inside = data_dir / "pg"
+    if os.geteuid() != 0 or (inside / "PG_VERSION").exists():
+        return inside
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    outside = SHARED_CLUSTERS / f"pg-{digest}"
+    if (outside / "PG_VERSION").exists():
+        return outside
+    return inside if _server_user_can_reach(_deepest_existing_parent(inside)) else outside
+
+
 class LocalPostgres:
     """One cluster in `data_dir`: initialised on first start, reused afterwards.
 
@@ -118,11 +162,7 @@ class LocalPostgres:
 
     def run_as_owner_args(self, args: list[str]) -> list[str]:
         """`args` wrapped to run as the cluster's owner (the postgres user under root)."""
-        if self._owner is None:
-            return args
-        if shutil.which("runuser"):
-            return ["runuser", "-u", _SERVER_USER, "--", *args]
-        return ["su", _SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(args)]
+        return args if self._owner is None else _as_server_user(args)
 
     def _run(self, args: list[str]) -> subprocess.CompletedProcess[str]:
         # cwd "/": the postgres user may not be able to enter the caller's directory.
@@ -168,9 +208,8 @@ class LocalPostgres:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         else:
             missing = [d for d in (self.data_dir, *self.data_dir.parents) if not d.exists()]
-            deepest_existing = (missing[-1] if missing else self.data_dir).parent
-            # access(2) as the postgres user checks search permission on every ancestor.
-            if self._run(["test", "-x", str(deepest_existing)]).returncode != 0:
+            deepest_existing = _deepest_existing_parent(self.data_dir)
+            if not _server_user_can_reach(deepest_existing):
                 raise RuntimeError(
                     f"The {_SERVER_USER} user cannot reach {deepest_existing}: every "
                     "directory above the PostgreSQL data directory must be searchable by it "

@@ -87,6 +87,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # Library warnings (numpy's RuntimeWarning, say) would otherwise be printed as
+    # plain text between the JSON lines; as records of `py.warnings` they are JSON.
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

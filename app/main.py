@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 from app.api import embeddings, health, indexes, users, vectors
 from app.api.errors import ERROR_RESPONSES, install_error_handlers
 from app.api.limits import AuthenticateBeforeBody, BodySizeLimit
-from app.api.observability import RequestObservability, metrics_endpoint
-from app.config import Settings
+from app.api.observability import MetricsListener, RequestObservability, metrics_endpoint
+from app.config import Settings, host_port
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.services.context import ServiceContext
@@ -33,14 +33,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ctx = ServiceContext.build(settings, metrics)
-        # The ~190,000 objects built by imports and startup live as long as the
-        # process; frozen, the collector's full passes skip them. A full pass
-        # over them took about 100 ms and struck at random requests.
-        gc.freeze()
+        listener = None
+        if settings.metrics and settings.metrics_addr:
+            listener = MetricsListener(*host_port(settings.metrics_addr), app.state.ctx)
         try:
+            if listener is not None:
+                await listener.start()
+            # The ~190,000 objects built by imports and startup live as long as the
+            # process; frozen, the collector's full passes skip them. A full pass
+            # over them took about 100 ms and struck at random requests.
+            gc.freeze()
             yield
         finally:
             gc.unfreeze()
+            if listener is not None:
+                await listener.stop()
             await app.state.ctx.close()
 
     app = FastAPI(
@@ -59,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     v1.include_router(embeddings.router)
     v1.include_router(users.router)
     app.include_router(v1)
-    if settings.metrics:
+    if settings.metrics and not settings.metrics_addr:
         app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)

@@ -1,5 +1,6 @@
 """Per-request observability: the request id, the access log line and the request
-metrics (one pure ASGI middleware), and the GET /metrics route.
+metrics (one pure ASGI middleware), the GET /metrics route, and the listener that
+serves that route on an address of its own (CIPHERVEC_METRICS_ADDR).
 
 The middleware does a fixed, small amount of work per request: read one
 header, bind a context variable, add one response header, two metric updates
@@ -10,14 +11,21 @@ no raw path and no user data becomes a label or a log field.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
+import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import fastapi.routing
 import structlog
+import uvicorn
 from fastapi import Request, Response
-from starlette.routing import BaseRoute
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import bind_request_id
@@ -38,6 +46,7 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 # name goes with each line (binding it here would fix the default configuration).
 access_log = structlog.get_logger()
 ACCESS_LOGGER = "ciphervec.access"
+metrics_log = logging.getLogger("ciphervec.metrics")
 
 
 def _incoming_id(scope: Scope) -> str | None:
@@ -127,3 +136,48 @@ async def metrics_endpoint(request: Request) -> Response:
     ctx: ServiceContext = request.app.state.ctx
     await stats.refresh_index_sizes(ctx)
     return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+
+class _SideServer(uvicorn.Server):
+    """A uvicorn server inside another one's event loop: signals stay with the main
+    server (uvicorn's own handling would replace its handlers while this one runs)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class MetricsListener:
+    """GET /metrics on an address of its own, so that it need not be public: a second
+    uvicorn server in the app's event loop, serving `metrics_endpoint` with the same
+    service context (the same registry, index sizes read at each scrape)."""
+
+    def __init__(self, host: str, port: int, ctx: ServiceContext) -> None:
+        self.host = host
+        self.port = port
+        app = Starlette(routes=[Route("/metrics", metrics_endpoint, methods=["GET"])])
+        app.state.ctx = ctx
+        self._server = _SideServer(uvicorn.Config(
+            app, host=host, port=port, lifespan="off", log_config=None, access_log=False,
+        ))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen (a taken or unknown address fails here, with the setting's name)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            # Bound here, not by uvicorn, which would exit the process on an error.
+            # Listening from now on: a scrape that arrives first waits in the backlog.
+            listener = socket.create_server((self.host, self.port), family=family)
+        except OSError as exc:
+            raise RuntimeError(
+                f"CIPHERVEC_METRICS_ADDR {self.host}:{self.port}: cannot listen there: {exc}"
+            ) from exc
+        self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
+        metrics_log.info("Serving metrics on %s", f"http://{self.host}:{self.port}/metrics")
+
+    async def stop(self) -> None:
+        """Stop listening and let scrapes in flight finish."""
+        if self._task is not None:
+            self._server.should_exit = True
+            await self._task

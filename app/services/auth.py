@@ -28,7 +28,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.errors import Forbidden, IndexNotFound, Unauthenticated
+from app.errors import Forbidden, IndexNotFound, TenantExists, Unauthenticated
 from app.store import api_keys as repo
 from app.store.api_keys import ApiKeyRow
 from app.store.db import Database
@@ -157,8 +157,16 @@ def _split(key: str) -> str | None:
 
 
 async def create_api_key(db: Database, *, name: str, tenant: str | None = None) -> NewApiKey:
-    """Mint a key for `tenant` (default: a tenant named after the key)."""
+    """Mint a key for `tenant`; without one, for a new tenant named after the key.
+
+    A key joins an existing tenant only when that tenant is named: without
+    `tenant`, a name that already has keys or indexes is TenantExists.
+    """
     async with db.transaction() as conn:
+        if tenant is None:
+            await repo.lock_tenant_name(conn, name)
+            if await repo.tenant_exists(conn, name):
+                raise TenantExists(name)
         return await mint_api_key(conn, name=name, tenant=tenant or name)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import exists, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.tables import api_keys, indexes
@@ -25,6 +25,10 @@ class ApiKeyRow:
     index_id: int | None = None
     permissions: list[str] | None = None
     index_name: str | None = None
+
+
+# The first key of tenant-name advisory locks (index maintenance locks use 0x43565801).
+_TENANT_LOCKS = 0x43565802
 
 
 def _row(r: object) -> ApiKeyRow:
@@ -55,6 +59,23 @@ async def insert_api_key(
         .returning(*api_keys.c)
     )
     return _row(result.one())
+
+
+async def lock_tenant_name(conn: AsyncConnection, tenant: str) -> None:
+    """Hold the lock of the name `tenant` until the transaction ends, so transactions
+    that check for the tenant and then create it take turns."""
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(:ns, hashtext(:tenant))"),
+        {"ns": _TENANT_LOCKS, "tenant": tenant},
+    )
+
+
+async def tenant_exists(conn: AsyncConnection, tenant: str) -> bool:
+    """Whether any API key (revoked ones included) or any index belongs to `tenant`."""
+    result = await conn.execute(select(or_(
+        exists().where(api_keys.c.tenant == tenant), exists().where(indexes.c.tenant == tenant)
+    )))
+    return bool(result.scalar_one())
 
 
 async def find_api_key_by_prefix(conn: AsyncConnection, prefix: str) -> ApiKeyRow | None:

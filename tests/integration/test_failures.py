@@ -41,7 +41,7 @@ async def commit_failing_url(pg_cluster: LocalPostgres) -> str:
 
 async def _client(url: str) -> AsyncIterator[httpx.AsyncClient]:
     database = Database(url)
-    key = (await auth.create_api_key(database, name="failing")).secret
+    key = (await auth.create_api_key(database, name="failing", tenant="failing")).secret
     await database.dispose()
     # Starlette re-raises a 500's exception after answering; the client must see the answer.
     async with app_client(Settings(database_url=url), api_key=key,

@@ -1,4 +1,5 @@
-"""The local PostgreSQL cluster: start, connect, restart on the same port, destroy."""
+"""The local PostgreSQL cluster: start, connect, restart on the same port, destroy, and
+where the embedded one goes."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from app.localpg import LocalPostgres
+from app.localpg import SHARED_CLUSTERS, LocalPostgres, embedded_cluster_dir
 
 
 @pytest.fixture
@@ -80,3 +81,24 @@ def test_refuses_a_data_dir_the_postgres_user_cannot_reach() -> None:
         assert not (private / "pg").exists()
     finally:
         shutil.rmtree(private)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+async def test_a_data_dir_the_postgres_user_cannot_reach_keeps_one_cluster_outside_it() -> None:
+    private = Path(tempfile.mkdtemp(prefix="ciphervec-localpg-"))  # mode 0700, root's
+    shared_existed = SHARED_CLUSTERS.exists()
+    placed = embedded_cluster_dir(private / ".ciphervec")
+    try:
+        assert placed.parent == SHARED_CLUSTERS
+        with LocalPostgres(placed) as first:
+            await _fetch(first, "ciphervec", "CREATE TABLE kept AS SELECT 42 AS answer")
+        assert embedded_cluster_dir(private / ".ciphervec") == placed
+        with LocalPostgres(placed) as again:
+            assert await _fetch(again, "ciphervec", "SELECT answer FROM kept") == 42
+        assert embedded_cluster_dir(private / "elsewhere") != placed
+        assert private.stat().st_mode & 0o777 == 0o700
+    finally:
+        LocalPostgres(placed).destroy()
+        shutil.rmtree(private)
+        if not shared_existed:
+            SHARED_CLUSTERS.rmdir()

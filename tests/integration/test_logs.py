@@ -1,7 +1,11 @@
-"""Logs are JSON lines carrying the request id, and never a key or plaintext."""
+"""Logs are JSON lines carrying the request id, and never a key or plaintext; library
+warnings are JSON lines too."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,3 +109,19 @@ async def test_an_unsafe_client_request_id_is_replaced(client: httpx.AsyncClient
     response = await client.get("/health", headers={"X-Request-Id": 'x" injected=1'})
     assert response.headers["X-Request-Id"] != 'x" injected=1'
     assert len(response.headers["X-Request-Id"]) == 24
+
+
+def test_library_warnings_are_json_lines_like_the_rest() -> None:
+    # In a process of its own: pytest replaces warnings.showwarning in its tests.
+    script = (
+        "import numpy as np\n"
+        "from app.logs import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "np.log(np.zeros(1))\n"
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(r["logger"], r["level"]) for r in records] == [("py.warnings", "warning")]
+    assert "RuntimeWarning: divide by zero encountered in log" in records[0]["event"]

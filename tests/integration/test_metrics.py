@@ -1,18 +1,24 @@
-"""GET /metrics: the families an operator scrapes, labelled by route template."""
+"""GET /metrics: the families an operator scrapes, labelled by route template, on the
+API's address or on an address of its own."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from app.cli import cli
 from app.config import Settings
 from app.store import indexes as index_repo
 from app.store.db import Database
 from tests.support.app_client import app_client
+from tests.support.server import free_port
 
 
 def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -121,3 +127,66 @@ async def test_unusual_methods_share_one_label(client: httpx.AsyncClient) -> Non
     response = await client.get("http://test/metrics")
     assert "BREWCOFFEE" not in response.text
     assert 'method="OTHER"' in response.text
+
+
+@pytest.fixture
+def metrics_addr() -> str:
+    """A free loopback address for the metrics listener."""
+    return f"127.0.0.1:{free_port()}"
+
+
+async def test_metrics_addr_moves_metrics_off_the_api_address(
+    settings: Settings, metrics_addr: str, api_key: str, index: dict[str, Any]
+) -> None:
+    separate = settings.model_copy(update={"metrics_addr": metrics_addr})
+    async with app_client(separate, api_key=api_key, base_url="http://test") as api:
+        assert (await api.get("/v1/health")).status_code == 200
+        assert (await api.get("/metrics")).status_code == 404
+        async with httpx.AsyncClient() as scraper:
+            response = await scraper.get(f"http://{metrics_addr}/metrics")
+    assert response.status_code == 200
+    samples = _samples(response.text)
+    assert ("/v1/health", "200") in {
+        (labels["route"], labels["status"]) for labels, _ in
+        samples["ciphervec_http_requests_total"]
+    }
+    assert samples["ciphervec_index_vectors"]  # sizes refreshed from PostgreSQL
+
+
+async def test_the_metrics_listener_stops_with_the_app(
+    settings: Settings, metrics_addr: str
+) -> None:
+    async with app_client(settings.model_copy(update={"metrics_addr": metrics_addr})):
+        pass
+    async with httpx.AsyncClient() as scraper:
+        with pytest.raises(httpx.ConnectError):
+            await scraper.get(f"http://{metrics_addr}/metrics")
+
+
+async def test_a_taken_metrics_addr_stops_the_app_from_starting(
+    settings: Settings, metrics_addr: str
+) -> None:
+    host, port = metrics_addr.split(":")
+    with socket.create_server((host, int(port))), pytest.raises(
+        RuntimeError, match=f"CIPHERVEC_METRICS_ADDR {metrics_addr}"
+    ):
+        async with app_client(settings.model_copy(update={"metrics_addr": metrics_addr})):
+            pass
+
+
+@pytest.mark.parametrize("address", ["9100", "127.0.0.1", "127.0.0.1:http", ":9100",
+                                     "127.0.0.1:70000"])
+def test_a_metrics_addr_that_is_not_host_port_is_refused(address: str) -> None:
+    with pytest.raises(ValidationError, match="is not host:port"):
+        Settings(metrics_addr=address)
+
+
+def test_serve_refuses_several_workers_on_one_metrics_addr(metrics_addr: str) -> None:
+    # No database listens there: were the combination let through, serve would fail
+    # at once on migrations rather than serve.
+    env = {"CIPHERVEC_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:1/none",
+           "CIPHERVEC_METRICS_ADDR": metrics_addr}
+    result = CliRunner().invoke(cli, ["serve", "--workers", "2", "--port", str(free_port())],
+                                env=env)
+    assert result.exit_code == 2
+    assert "CIPHERVEC_METRICS_ADDR" in result.output

@@ -1,8 +1,9 @@
-"""The service as its own OS process (uvicorn on 127.0.0.1), for tests that kill it.
+"""The service as its own OS process (uvicorn on 127.0.0.1), for tests that kill it,
+and the argv of a `ciphervec` command run the same way.
 
-A small launcher runs uvicorn with a watchdog thread that exits the process
-as soon as its parent (the test process) is gone, so a server never outlives
-the tests that started it, even if they crash. (PR_SET_PDEATHSIG would be the
+A small launcher runs uvicorn (or the command) with a watchdog thread that
+exits the process as soon as its parent (the test process) is gone, so a
+server never outlives the tests that started it, even if they crash. (PR_SET_PDEATHSIG would be the
 usual tool, but this sandbox's kernel does not deliver it.)
 """
 
@@ -18,17 +19,29 @@ from dataclasses import dataclass
 from bench.run import wait_healthy
 from tests.support.server import free_port
 
-_LAUNCHER = """
-import os, runpy, sys, threading, time
+_WATCHDOG = """
+import os, threading, time
 parent = os.getppid()
 def watch():
     while os.getppid() == parent:
         time.sleep(0.2)
     os._exit(1)
 threading.Thread(target=watch, daemon=True).start()
+"""
+_LAUNCHER = _WATCHDOG + """
+import runpy, sys
 sys.argv = ["uvicorn", *sys.argv[1:]]
 runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
+_CLI_LAUNCHER = _WATCHDOG + """
+from app.cli import main
+main()
+"""
+
+
+def ciphervec_command(*args: str) -> list[str]:
+    """The argv of `ciphervec ARGS` run by this venv's Python, with the watchdog."""
+    return [sys.executable, "-c", _CLI_LAUNCHER, *args]
 
 
 @dataclass
