@@ -176,9 +176,11 @@ class _Scanned:
 
 
 # Work below these sizes runs on the event loop (see app.services.cpu): scoring
-# of about a million multiply-adds or centroid distances, and a thousand hits.
+# of about a million multiply-adds or centroid distances, a thousand hits, and
+# the payloads of two hundred candidates that a filter decrypts.
 _SCORES_IN_PLACE = 1_000_000
 _HITS_IN_PLACE = 1_000
+_PAYLOADS_IN_PLACE = 200
 # Query rows are searched in groups whose score matrices together stay under
 # this many floats (16 MB), so a batch of many rows over many entries does not
 # hold every row's scores at once.
@@ -343,10 +345,6 @@ async def _select(
                     payloads),
             heavy=fresh > (_PAYLOADS_IN_PLACE if predicate is not None else _HITS_IN_PLACE),
         )
-
-
-# Candidates whose payloads a filter may decrypt on the event loop.
-_PAYLOADS_IN_PLACE = 200
 
 
 def _examine(
