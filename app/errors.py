@@ -14,6 +14,8 @@ CiphervecError
 ├── IndexExists (409)           the name is taken in this tenant
 ├── TenantExists (409)          a new tenant's name is taken (it has keys or indexes)
 ├── Conflict (409)              a concurrent change won (e.g. two key rotations)
+│   └── TransactionConflict     PostgreSQL aborted a transaction for a deadlock or a
+│                               serialization failure (rerun before a client hears it)
 ├── PayloadTooLarge (413)       request body over the configured limit
 ├── ServiceUnavailable (503)    PostgreSQL cannot be reached
 │   ├── EmbeddingModelUnavailable   the index's embedding model cannot be loaded
@@ -94,6 +96,10 @@ class TenantExists(CiphervecError):
 
 class Conflict(CiphervecError):
     status_code = 409
+
+
+class TransactionConflict(Conflict):
+    pass
 
 
 class PayloadTooLarge(CiphervecError):

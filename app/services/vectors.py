@@ -46,6 +46,7 @@ from app.services.payload import (
     with_place,
 )
 from app.services.places import BlocksGone, find_vectors
+from app.services.retry import retry_conflicts
 from app.services.views import cached_view, forget_view, read_view
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
@@ -156,13 +157,15 @@ async def upsert(
     stored = None
     if time.monotonic() - ctx.overwrites.get(target, -math.inf) >= _OVERWRITE_MEMORY_S:
         try:
-            stored = await _store(ctx, target, index_key, batch, vectors, embedded_with,
-                                  overwrite=False)
+            stored = await retry_conflicts(partial(
+                _store, ctx, target, index_key, batch, vectors, embedded_with, overwrite=False
+            ))
         except item_repo.ItemsExist:
             ctx.overwrites[target] = time.monotonic()
     if stored is None:
-        stored = await _store(ctx, target, index_key, batch, vectors, embedded_with,
-                              overwrite=True)
+        stored = await retry_conflicts(partial(
+            _store, ctx, target, index_key, batch, vectors, embedded_with, overwrite=True
+        ))
     opened, n_items = stored
     after = await maintenance.after_write(ctx, opened, n_items)
     return UpsertOutcome(len(batch.ids), after.training_message, after.warning)
@@ -389,15 +392,27 @@ async def _items_on_view(
 async def delete_items(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, ids: Sequence[str]
 ) -> int:
-    """Delete items by id; returns how many existed."""
+    """Delete items by id; returns how many existed.
+
+    The index row is locked before any item, as an upsert locks it (see
+    app.store.indexes), so deletes and upserts of the same ids queue instead
+    of deadlocking; the last to commit wins.
+    """
     bounds.check_id_count(ctx.settings, len(ids))
-    async with ctx.db.transaction() as conn:
-        opened = await open_index(conn, ctx, tenant, name, index_key)
-        tokens = await id_tokens(opened.cipher, list(dict.fromkeys(ids)))
-        deleted = await item_repo.delete_items(conn, opened.row.id, tokens) if tokens else 0
-        await index_repo.add_items(conn, opened.row.id, -deleted)
-    await maintenance.after_write(ctx, opened, opened.row.n_items - deleted)
-    return deleted
+    unique_ids = list(dict.fromkeys(ids))
+
+    async def attempt() -> tuple[OpenIndex, item_repo.Deletion]:
+        async with ctx.db.transaction() as conn:
+            row = await index_repo.find_index_for_write(conn, tenant, name)
+            if row is None:
+                raise IndexNotFound(name)
+            opened = await open_row(ctx, row, index_key)
+            tokens = await id_tokens(opened.cipher, unique_ids)
+            return opened, await item_repo.delete_items(conn, row.id, tokens)
+
+    opened, deletion = await retry_conflicts(attempt)
+    await maintenance.after_write(ctx, opened, deletion.n_items)
+    return deletion.deleted
 
 
 async def list_ids(

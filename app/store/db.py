@@ -6,7 +6,9 @@ COMMIT happens before the block exits, so a service returns only after its
 writes are durable. Losing PostgreSQL (refused connection, dropped socket,
 pool timeout, a server shutting down, crashing or starting up), while a
 connection is taken, used or given back, surfaces as ServiceUnavailable (503),
-never as a hang or a 500.
+never as a hang or a 500; a transaction PostgreSQL aborts as a deadlock victim
+or for a serialization failure surfaces as TransactionConflict, which a
+service may rerun (app.services.retry).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
-from app.errors import CiphervecError, ServiceUnavailable
+from app.errors import CiphervecError, ServiceUnavailable, TransactionConflict
 
 UNAVAILABLE_DETAIL = "Database unavailable, try again shortly"
+CONFLICT_DETAIL = "A concurrent transaction conflicted with this one; try again"
 
 # PostgreSQL cannot be reached in time: a refused, reset or broken socket, the
 # connect timeout, or no pooled connection free within the pool timeout.
@@ -37,6 +40,9 @@ _UNREACHABLE = (OSError, TimeoutError, sa_exc.TimeoutError)
 # Not query_canceled 57014: the server is up and cancelled one statement.
 _CONNECTION_EXCEPTION_CLASS = "08"
 _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# serialization_failure 40001 and deadlock_detected 40P01: the transaction was
+# rolled back and would succeed if run again.
+_CONFLICT_STATES = frozenset({"40001", "40P01"})
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -79,6 +85,14 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, CiphervecError):
         return False
     return any(_means_unavailable(link) for link in _chain(error))
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether PostgreSQL aborted the transaction as a deadlock victim or for a
+    serialization failure."""
+    if isinstance(error, CiphervecError):
+        return False
+    return any(getattr(link, "sqlstate", None) in _CONFLICT_STATES for link in _chain(error))
 
 
 # How long an error on a live-looking connection waits for asyncpg to see the
@@ -189,7 +203,8 @@ class Database:
     @asynccontextmanager
     async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         """A pooled connection of `engine`; losing PostgreSQL while getting, using
-        or returning it raises ServiceUnavailable."""
+        or returning it raises ServiceUnavailable, a deadlock or serialization
+        failure TransactionConflict."""
         try:
             async with engine.connect() as conn:
                 try:
@@ -201,6 +216,8 @@ class Database:
         except Exception as error:
             if is_unavailable(error):
                 raise ServiceUnavailable(UNAVAILABLE_DETAIL) from error
+            if is_conflict(error):
+                raise TransactionConflict(CONFLICT_DETAIL) from error
             raise
 
     async def dispose(self) -> None:

@@ -1,4 +1,15 @@
-"""Repository of index rows: configuration, wrapped keys and write sequences."""
+"""Repository of index rows: configuration, wrapped keys and write sequences.
+
+Lock order: a transaction that writes an index's item-level rows (items,
+blocks, list maps, centroids) locks the index's row first, and only then
+touches those rows: writers of items and blocks with FOR NO KEY UPDATE
+(`reserve_seqs`, `find_index_for_write`, `reserve_ids`, `lock_index`), which
+queues them one after another; a job adding rows that no item write touches
+with FOR KEY SHARE (`keep_index`); deleting the index with FOR UPDATE
+(`delete_index`). Taken in that order everywhere, two writers cannot wait on
+each other's rows in a cycle, and nothing is written for an index once its
+deletion has committed: a writer queued behind it finds no row.
+"""
 
 from __future__ import annotations
 
@@ -95,6 +106,27 @@ async def find_index(conn: AsyncConnection, tenant: str, name: str) -> IndexRow 
     return None if record is None else index_row_from(record)
 
 
+async def find_index_for_write(conn: AsyncConnection, tenant: str, name: str) -> IndexRow | None:
+    """The tenant's index called `name`, its row locked until commit, as by an upsert."""
+    driver = await driver_connection(conn)
+    record = await driver.fetchrow(_FIND + " FOR NO KEY UPDATE", tenant, name)
+    return None if record is None else index_row_from(record)
+
+
+async def index_exists(conn: AsyncConnection, index_id: int) -> bool:
+    """Whether the index is still there (not deleted)."""
+    result = await conn.execute(select(indexes.c.id).where(indexes.c.id == index_id))
+    return result.one_or_none() is not None
+
+
+async def keep_index(conn: AsyncConnection, index_id: int) -> bool:
+    """Hold off the index's deletion until commit; False if it is already deleted."""
+    result = await conn.execute(
+        select(indexes.c.id).where(indexes.c.id == index_id).with_for_update(key_share=True)
+    )
+    return result.one_or_none() is not None
+
+
 async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
     """Names of the tenant's indexes, alphabetically."""
     result = await conn.execute(
@@ -104,11 +136,21 @@ async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
 
 
 async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
-    """Delete an index with all its items, blocks, centroids and list maps."""
+    """Delete an index with all its items, blocks, centroids and list maps; False if
+    it was already deleted.
+
+    The index row is locked first: writes in flight commit before the rows
+    are deleted (and so are deleted with them), later ones find no index.
+    """
+    locked = await conn.execute(
+        select(indexes.c.id).where(indexes.c.id == index_id).with_for_update()
+    )
+    if locked.one_or_none() is None:
+        return False
     for table in (items, vector_blocks, block_parts, index_centroids, list_maps):
         await conn.execute(delete(table).where(table.c.index_id == index_id))
-    result = await conn.execute(delete(indexes).where(indexes.c.id == index_id))
-    return bool(result.rowcount)
+    await conn.execute(delete(indexes).where(indexes.c.id == index_id))
+    return True
 
 
 # Sent through asyncpg directly, as the upsert's first statement: through
@@ -141,25 +183,17 @@ async def reserve_seqs(
     return SeqReservation(row=index_row_from(row), first_seq=int(row["next_seq"]) - count + 1)
 
 
-async def add_items(conn: AsyncConnection, index_id: int, delta: int) -> None:
-    """Adjust the live item count after inserts (+) or deletes (-)."""
-    if delta:
-        await conn.execute(
-            indexes.update()
-            .where(indexes.c.id == index_id)
-            .values(n_items=indexes.c.n_items + delta)
-        )
-
-
-async def reserve_ids(conn: AsyncConnection, index_id: int, count: int) -> int:
-    """Hand out `count` ids from the index's sequence (for rewritten blocks); returns the first."""
+async def reserve_ids(conn: AsyncConnection, index_id: int, count: int) -> int | None:
+    """Hand out `count` ids from the index's sequence (for rewritten blocks); returns the
+    first, or None if the index is deleted."""
     result = await conn.execute(
         indexes.update()
         .where(indexes.c.id == index_id)
         .values(next_seq=indexes.c.next_seq + count)
         .returning(indexes.c.next_seq)
     )
-    return int(result.scalar_one()) - count + 1
+    last = result.scalar_one_or_none()
+    return None if last is None else int(last) - count + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from typing import NamedTuple
 
 import asyncpg
-from sqlalchemy import ColumnElement, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, BYTEA
+from sqlalchemy import bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.db import copy_rows, driver_connection
@@ -98,10 +98,6 @@ async def replace_items(
 _COLUMNS = (items.c.id_token, items.c.seq, items.c.payload)
 
 
-def _any_token(tokens: Sequence[bytes]) -> ColumnElement[bool]:
-    return items.c.id_token == func.any(bindparam("tokens", list(tokens), type_=ARRAY(BYTEA)))
-
-
 class TokenLookup(NamedTuple):
     """Items found by token, with what a get reads in the same round trip."""
 
@@ -167,12 +163,34 @@ async def items_by_seqs(
     return [ItemRow(*r) for r in result]
 
 
-async def delete_items(conn: AsyncConnection, index_id: int, tokens: Sequence[bytes]) -> int:
-    """Delete items by token; returns how many existed."""
-    result = await conn.execute(
-        items.delete().where(items.c.index_id == index_id, _any_token(tokens))
+# Sent through asyncpg directly, like the upsert's statements.
+_DELETE_COUNTED = """
+    WITH gone AS (
+        DELETE FROM items WHERE index_id = $1 AND id_token = ANY($2::bytea[]) RETURNING 1
     )
-    return int(result.rowcount)
+    UPDATE indexes SET n_items = n_items - (SELECT count(*) FROM gone)
+    WHERE id = $1
+    RETURNING (SELECT count(*) FROM gone) AS deleted, n_items
+"""
+
+
+class Deletion(NamedTuple):
+    """What a delete of items did."""
+
+    deleted: int  # items that existed
+    n_items: int  # the index's live items after it
+
+
+async def delete_items(conn: AsyncConnection, index_id: int, tokens: Sequence[bytes]) -> Deletion:
+    """Delete items by token and count them off the index, in one statement.
+
+    The caller holds the index row's lock (app.store.indexes, lock order).
+    """
+    driver = await driver_connection(conn)
+    record = await driver.fetchrow(_DELETE_COUNTED, index_id, list(tokens))
+    if record is None:
+        raise AssertionError("the index row is locked by the deleting transaction")
+    return Deletion(int(record["deleted"]), int(record["n_items"]))
 
 
 
