@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     retrain_growth: float = Field(
         default=2.0, gt=1.0, description="Retrain when items reach this multiple of the last train."
     )
+    train_wait_s: float = Field(
+        default=600.0, ge=0,
+        description="How long a train request waits for a training or compaction already "
+        "running on its index before answering 409.",
+    )
     compaction_check_interval_s: float = Field(
         default=2.0, ge=0, description="Least time between compaction checks of an index."
     )

@@ -58,7 +58,10 @@ async def _compact_list(
         seqs, vectors = seqs[keep], vectors[keep]
         block_size = ctx.settings.block_max_vectors
         n_blocks = -(-len(seqs) // block_size)
-        first = await index_repo.reserve_ids(conn, index_id, n_blocks) if n_blocks else 0
+        # The index row's lock, before any block is written (app.store.indexes).
+        first = await index_repo.reserve_ids(conn, index_id, n_blocks)
+        if first is None:
+            return  # the index was deleted meanwhile
         fresh = seal_list(
             cipher, version, list_tag, seqs, vectors, block_size, itertools.count(first)
         )

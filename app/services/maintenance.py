@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from app.crypto.index_cipher import IndexCipher
-from app.errors import CiphervecError
+from app.errors import CiphervecError, IndexNotFound
 from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex
@@ -67,7 +67,7 @@ async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> A
 async def _start(ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, *, train: bool) -> bool:
     """Take the index's lock now and hand it to a background job; False if it is busy."""
     stack = AsyncExitStack()
-    held = await stack.enter_async_context(maintenance_lock(ctx, row.id, wait=False))
+    held = await stack.enter_async_context(maintenance_lock(ctx, row.id))
     if not held:
         await stack.aclose()
         return False
@@ -86,6 +86,9 @@ async def _job(
                 log.info("auto-trained index %s: %s", row.id, result)
             else:
                 await compact_if_needed(ctx, cipher)
+        except IndexNotFound:
+            log.info("index %s was deleted during its background %s", row.id,
+                     "training" if train else "compaction")
         except Exception:
             log.exception("background %s of index %s failed", "training" if train else "compaction",
                           row.id)

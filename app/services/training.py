@@ -18,7 +18,10 @@
 
 The whole run holds the index's advisory lock, so one process trains an
 index at a time; an interrupted run leaves the old version active and its
-leftovers are removed by the next run.
+leftovers are removed by the next run. Every transaction that writes locks
+the index row first (see app.store.indexes): once the index is deleted, the
+run's next write finds no index and the run ends with IndexNotFound, leaving
+nothing of the index behind.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.index_cipher import IndexCipher
-from app.errors import IndexNotFound, InvalidInput
+from app.errors import Conflict, IndexNotFound, InvalidInput
 from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
 from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists
 from app.ivf.vectors import Matrix
 from app.services.blockstore import (
     open_blocks,
+    open_blocks_off_loop,
     remember_committed,
     seal_assigned,
     seal_centroids,
@@ -83,12 +87,25 @@ class TrainResult:
 async def train(
     ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None, params: TrainParams
 ) -> TrainResult:
-    """Train the index now, waiting for any run already in progress on it."""
+    """Train the index now, after any training or compaction already running on it.
+
+    Waits for that job at most `train_wait_s` (409 then); an index deleted
+    meanwhile is a 404.
+    """
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
-    async with maintenance_lock(ctx, opened.row.id, wait=True):
-        with ctx.metrics.training_run("explicit"):
-            return await run_locked(ctx, opened.cipher, opened.row, params)
+    wait_s = ctx.settings.train_wait_s
+    async with maintenance_lock(ctx, opened.row.id, wait_s=wait_s) as held:
+        if held:
+            with ctx.metrics.training_run("explicit"):
+                return await run_locked(ctx, opened.cipher, opened.row, params)
+    async with ctx.db.transaction() as conn:
+        if not await index_repo.index_exists(conn, opened.row.id):
+            raise IndexNotFound(name)
+    raise Conflict(
+        f"Index '{name}' is still being trained or compacted after {wait_s:g} s; "
+        "try again later"
+    )
 
 
 @dataclass(slots=True)
@@ -140,15 +157,20 @@ class _Run:
             if not len(part):
                 continue
             async with self.ctx.db.transaction() as conn:
-                first = await index_repo.reserve_ids(
-                    conn, self.row.id, _block_count(lists[part], block_size)
-                )
+                first = await _reserve_ids(conn, self.row, _block_count(lists[part], block_size))
                 blocks = await asyncio.to_thread(
                     seal_assigned, self.cipher, version, lists[part], seqs[part], vectors[part],
                     block_size, itertools.count(first),
                 )
                 await block_repo.insert_blocks(conn, self.row.id, blocks)
             remember_committed(self.ctx.blocks, self.row.id, blocks)
+
+
+async def _reserve_ids(conn: AsyncConnection, row: IndexRow, count: int) -> int:
+    first = await index_repo.reserve_ids(conn, row.id, count)
+    if first is None:
+        raise IndexNotFound(row.name)
+    return first
 
 
 def _is_live(live: Seqs, seqs: Seqs) -> np.ndarray:
@@ -251,6 +273,8 @@ async def run_locked(
         cursor = bound.next_seq
 
     async with ctx.db.transaction() as conn:
+        if not await index_repo.keep_index(conn, row.id):
+            raise IndexNotFound(row.name)
         await _store_list_map(conn, cipher, row.id, new, run.placed)
     async with ctx.db.transaction() as conn:
         final = await index_repo.lock_index(conn, row.id)
@@ -259,11 +283,11 @@ async def run_locked(
         late = await block_repo.page_of_blocks(
             conn, row.id, old, after_block_id=cursor, limit=1_000_000
         )
-        late_seqs, late_vectors = open_blocks(cipher, late)
+        late_seqs, late_vectors = await open_blocks_off_loop(cipher, late)
         late_blocks = []
         if len(late_seqs):
             lists = _assign(late_vectors, centroids, run.metric)
-            first = await index_repo.reserve_ids(conn, row.id, _block_count(lists, block_size))
+            first = await _reserve_ids(conn, row, _block_count(lists, block_size))
             late_blocks = seal_assigned(
                 cipher, new, lists, late_seqs, late_vectors, block_size,
                 block_ids=itertools.count(first),

@@ -17,6 +17,7 @@ from app.services.auth import Permission, Principal, mint_api_key
 from app.services.context import ServiceContext
 from app.services.indexes import find_row, open_row
 from app.store import api_keys as key_repo
+from app.store import indexes as index_repo
 from app.store.indexes import IndexRow
 
 _ALLOWED = [p.value for p in Permission]
@@ -73,8 +74,8 @@ async def create_user(
     row = await _managed_index(ctx, caller, index_name, index_key)
     async with ctx.db.transaction() as conn:
         # The key was checked outside this transaction (a KMS call may be slow):
-        # make sure the name still denotes the same index.
-        if (await find_row(conn, caller.tenant, index_name)).id != row.id:
+        # make sure the index is still there, and stays until the key is stored.
+        if not await index_repo.keep_index(conn, row.id):
             raise IndexNotFound(index_name)
         new = await mint_api_key(
             conn, name=f"user of {index_name}", tenant=row.tenant, index_id=row.id,

@@ -85,7 +85,7 @@ async def test_a_search_after_compaction_fetches_no_block(
             opened = await open_index(
                 conn, ctx, "tests", index["index_name"], bytes.fromhex(index["index_key"])
             )
-        async with maintenance_lock(ctx, opened.row.id, wait=True):
+        async with maintenance_lock(ctx, opened.row.id, wait_s=60):
             assert await compact_if_needed(ctx, opened.cipher) == 1
         spec = search.QuerySpec(vectors=[[3.0, 0.0, 0.0, 1.0]], top_k=1)
         misses = ctx.blocks.misses

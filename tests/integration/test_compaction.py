@@ -45,7 +45,7 @@ async def test_compaction_removes_stale_entries_and_keeps_results(
     blocks, entries, opened = await _stats(ctx, index)
     assert entries == 12 * 40 and blocks == 12
 
-    async with maintenance_lock(ctx, opened.row.id, wait=True):
+    async with maintenance_lock(ctx, opened.row.id, wait_s=60):
         assert await compact_if_needed(ctx, opened.cipher) == 1
 
     blocks, entries, _ = await _stats(ctx, index)

@@ -115,12 +115,12 @@ async def test_a_maintenance_lock_whose_session_ended_is_released_without_error(
         return not await holders()
 
     try:
-        async with maintenance_lock(ctx, index_id, wait=False) as held:
+        async with maintenance_lock(ctx, index_id) as held:
             assert held
             (pid,) = await holders()
             await _terminate(db, pid)
             await _until(lock_gone)
-        async with maintenance_lock(ctx, index_id, wait=False) as held:
+        async with maintenance_lock(ctx, index_id) as held:
             assert held
     finally:
         await ctx.close()

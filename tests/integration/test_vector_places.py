@@ -127,7 +127,7 @@ async def test_get_finds_vectors_whose_block_compaction_merged_away(
         opened = await open_index(
             conn, ctx, "tests", body["index_name"], bytes.fromhex(body["index_key"])
         )
-    async with maintenance_lock(ctx, opened.row.id, wait=True):
+    async with maintenance_lock(ctx, opened.row.id, wait_s=60):
         assert await compact_if_needed(ctx, opened.cipher) == 1
     odd = [f"v{i}" for i in range(1, 600, 2)]
     response = await client.post("/vectors/get", json={**body, "ids": odd, "include": ["vector"]})
@@ -159,7 +159,7 @@ async def test_get_on_a_cached_view_racing_a_compaction_finds_every_vector(
         async def then_compact(*args: Any, **kwargs: Any) -> item_repo.TokenLookup | None:
             found = await looked_up(*args, **kwargs)
             if not compactions:
-                async with maintenance_lock(ctx, opened.row.id, wait=True):
+                async with maintenance_lock(ctx, opened.row.id, wait_s=60):
                     compactions.append(await compact_if_needed(ctx, opened.cipher))
             return found
 
