@@ -55,6 +55,11 @@ class StreamingKMeans:
         self._count = 0
 
     @property
+    def n_seen(self) -> int:
+        """Vectors fed in the first pass."""
+        return self._count
+
+    @property
     def initialised(self) -> bool:
         """Whether the first batch (at least n_lists vectors) has been seen."""
         return hasattr(self._model, "cluster_centers_")

@@ -30,6 +30,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -173,6 +174,19 @@ async def _reserve_ids(conn: AsyncConnection, row: IndexRow, count: int) -> int:
     return first
 
 
+async def _vectors_vanished(ctx: ServiceContext, row: IndexRow) -> NoReturn:
+    """End a run whose first pass read fewer vectors than the live count promised.
+
+    Blocks are removed only by compaction, which waits for this run's lock, and
+    by deleting the index: that is the expected cause.
+    """
+    async with ctx.db.transaction() as conn:
+        exists = await index_repo.index_exists(conn, row.id)
+    if not exists:
+        raise IndexNotFound(row.name)
+    raise RuntimeError(f"index {row.id}: live vectors missing from its blocks during training")
+
+
 def _is_live(live: Seqs, seqs: Seqs) -> np.ndarray:
     position = np.searchsorted(live, seqs)
     inside = position < len(live)
@@ -246,6 +260,8 @@ async def run_locked(
         else:
             for _, vectors in held:
                 await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
+        if passes == 1 and kmeans.n_seen < 2 * n_lists:
+            await _vectors_vanished(ctx, row)
         if await asyncio.to_thread(kmeans.end_pass) <= params.tolerance:
             break
     centroids = kmeans.centroids
