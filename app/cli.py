@@ -29,12 +29,29 @@ from app.ops import transfer
 from app.services import auth, indexes
 from app.services.context import ServiceContext
 from app.store.db import Database
+from app.version import CIPHERVEC_VERSION, CYBORGDB_API_LEVEL
 
 cli = typer.Typer(help="ciphervec: an encrypted vector database over PostgreSQL.",
                   no_args_is_help=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys; rotate index keys.",
                        no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"ciphervec {CIPHERVEC_VERSION} (CyborgDB API {CYBORGDB_API_LEVEL})")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _options(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print ciphervec's version and the CyborgDB API level it speaks.",
+    )] = False,
+) -> None:
+    """ciphervec: an encrypted vector database over PostgreSQL."""
 
 T = TypeVar("T")
 
