@@ -9,26 +9,15 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import chromadb
 import numpy as np
-import pytest
 from cyborgdb import Client
 from cyborgdb_migrate.version_check import verify_server_version
 
-from app.config import Settings
-from tests.support.server import running_server
-
 N_ITEMS, DIMENSION = 2_500, 48
-
-
-@pytest.fixture(scope="module")
-def base_url(settings: Settings) -> Iterator[str]:
-    with running_server(settings) as url:
-        yield url
 
 
 def test_the_tools_version_check_accepts_ciphervec(base_url: str) -> None:
