@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: run test lint bench bench-scale bench-embeddings clean
+.PHONY: run test lint bench bench-real bench-scale bench-embeddings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench/.venv-ref/bin/python:
 ## Side by side with cyborgdb-service 0.18 (50,000 x 128); results in bench/results/.
 bench: $(VENV)/.installed-bench bench/.venv-ref/bin/python
 	$(BIN)/python bench/run.py
+
+## Real sentences (MiniLM embeddings, cached in bench/.data), both services on defaults.
+bench-real: $(VENV)/.installed-test $(VENV)/.installed-bench bench/.venv-ref/bin/python
+	$(BIN)/python -m bench.real_text
 
 ## ciphervec alone at 1,000,000 x 128.
 bench-scale: $(VENV)/.installed-bench
