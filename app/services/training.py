@@ -2,9 +2,13 @@
 
 1. Snapshot: lock the index row (waiting for in-flight upserts), note the
    next write sequence S and the live sequences; commit.
-2. Passes: stream the active version's blocks with ids <= S from PostgreSQL
-   in pages of about `batch_size` vectors, decrypt, drop stale entries, and
-   feed MiniBatchKMeans until the centroids settle or `max_iters` passes.
+2. Passes: read the active version's blocks with ids <= S from PostgreSQL
+   in pages, decrypt, drop stale entries, and feed MiniBatchKMeans random
+   mini-batches of `batch_size` until the centroids settle or `max_iters`
+   passes (see app.ivf.kmeans). When the vectors fit `max_memory`, they are
+   read and decrypted once and held for every pass; otherwise each pass
+   streams them again through a shuffle buffer. A retrain into as many lists
+   starts from the active version's centroids.
 3. Assign: write every live vector into the new version's blocks (invisible,
    since the version is not active yet), and the list each went into in the
    version's list map (see app.services.places).
@@ -39,7 +43,7 @@ from app.crypto.index_cipher import IndexCipher
 from app.errors import Conflict, IndexNotFound, InvalidInput
 from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
-from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists
+from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists, sample_size
 from app.ivf.vectors import Matrix
 from app.services.blockstore import (
     open_blocks,
@@ -62,6 +66,8 @@ from app.store.indexes import IndexRow
 
 MB = 1024 * 1024
 WRITE_CHUNK = 65_536
+# Blocks read per page: enough for few round trips, few enough that a page stays small.
+PAGE_BLOCKS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,56 @@ class TrainResult:
     n_lists: int
     n_vectors: int
     passes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    """How a run spends its memory budget.
+
+    With `hold`, the live vectors are read and decrypted once and every pass
+    runs over them in memory; otherwise each pass streams them from the
+    database again, through a shuffle buffer of `buffer_vectors`.
+    """
+
+    hold: bool
+    page_blocks: int
+    buffer_vectors: int = 0
+
+
+def plan_memory(
+    n_vectors: int, dimension: int, n_lists: int, block_size: int, params: TrainParams
+) -> MemoryPlan:
+    """Hold the vectors when they fit `max_memory` (0: no limit), else stream them; 422
+    when even one page and one mini-batch do not fit."""
+    if not params.max_memory_mb:
+        return MemoryPlan(hold=True, page_blocks=PAGE_BLOCKS)
+    budget = params.max_memory_mb * MB
+    vector_bytes = dimension * 4
+    # 8 bytes a vector for the live sequences, 32 for the list map's (sequence,
+    # list) pairs as collected, then joined and sorted, 16 for the assignment's
+    # lists and their order; the centroids (three copies at a pass's end) and
+    # the inertia sample.
+    fixed = 56 * n_vectors + (3 * n_lists + sample_size(n_lists)) * vector_bytes
+    # A page as ciphertext, plaintext and vectors; a mini-batch and its prepared copy.
+    page_bytes = min(block_size, n_vectors) * vector_bytes * 3
+    batch_bytes = min(params.batch_size, n_vectors) * vector_bytes * 2
+    held_bytes = n_vectors * (vector_bytes + 8)
+    spare = budget - fixed - batch_bytes
+    if held_bytes + page_bytes <= spare:
+        pages = (spare - held_bytes) // page_bytes
+        return MemoryPlan(hold=True, page_blocks=min(PAGE_BLOCKS, pages))
+    # Streaming needs a page and a shuffle buffer of at least one mini-batch.
+    if page_bytes + batch_bytes > spare:
+        needed = fixed + 2 * batch_bytes + page_bytes
+        raise InvalidInput(
+            f"max_memory of {params.max_memory_mb} MB is too small to train this index; "
+            f"it needs at least {needed // MB + 1} MB"
+        )
+    # Half of what the first mini-batch leaves for pages, the rest for the
+    # shuffle buffer (and its shuffled copy).
+    pages = max(1, min(PAGE_BLOCKS, (spare - batch_bytes) // 2 // page_bytes))
+    buffer_vectors = (spare - pages * page_bytes) // (2 * vector_bytes)
+    return MemoryPlan(hold=False, page_blocks=pages, buffer_vectors=min(n_vectors, buffer_vectors))
 
 
 async def train(
@@ -160,6 +216,24 @@ class _Run:
             else:
                 keep = _is_live(live, seqs)
                 yield seqs[keep], vectors[keep]
+
+    async def hold(
+        self, version: int, up_to: int, live: Seqs, dimension: int
+    ) -> tuple[Seqs, Matrix]:
+        """Every live entry of a version's blocks with ids <= up_to, read and decrypted once.
+
+        Filled in place: concatenating pages would hold them twice at the end.
+        """
+        seqs = np.empty(len(live), dtype=np.int64)
+        vectors = np.empty((len(live), dimension), dtype=np.float32)
+        filled = 0
+        async for page_seqs, page_vectors in self.pages(version, 0, up_to, live):
+            if filled + len(page_seqs) > len(live):
+                raise RuntimeError(f"index {self.row.id}: more live entries than live items")
+            seqs[filled : filled + len(page_seqs)] = page_seqs
+            vectors[filled : filled + len(page_seqs)] = page_vectors
+            filled += len(page_seqs)
+        return seqs[:filled], vectors[:filled]
 
     async def write(self, version: int, seqs: Seqs, vectors: Matrix, centroids: Matrix) -> None:
         """Assign entries to the new centroids and store them as blocks of `version`,
@@ -250,45 +324,37 @@ async def run_locked(
         )
     dimension = snapshot.dimension
     block_size = ctx.settings.block_max_vectors
-    page_blocks = max(1, params.batch_size // block_size)
-    if params.max_memory_mb:
-        page_bytes = (page_blocks + 1) * block_size * dimension * 4 * 3
-        # 8 bytes a vector for the live sequences, 32 for the list map's
-        # (sequence, list) pairs as collected, then joined and sorted
-        needed = 40 * n_vectors + page_bytes + 3 * n_lists * dimension * 4
-        if needed > params.max_memory_mb * MB:
-            raise InvalidInput(
-                f"max_memory of {params.max_memory_mb} MB is too small to train this index; "
-                f"it needs at least {needed // MB + 1} MB"
-            )
+    plan = plan_memory(n_vectors, dimension, n_lists, block_size, params)
     old, new = snapshot.active_version, snapshot.active_version + 1
-    run = _Run(ctx, cipher, row, Metric(row.metric), page_blocks)
+    run = _Run(ctx, cipher, row, Metric(row.metric), plan.page_blocks)
     async with ctx.db.transaction() as conn:
         await block_repo.delete_version(conn, row.id, new)
         await list_map_repo.delete_version(conn, row.id, new)
+        previous = await ctx.centroids.load(conn, cipher, old)
 
-    kmeans = StreamingKMeans(n_lists, run.metric, batch_size=params.batch_size)
-    held: list[tuple[Seqs, Matrix]] | None = None if params.max_memory_mb else []
+    kmeans = StreamingKMeans(
+        n_lists, run.metric, batch_size=params.batch_size, tolerance=params.tolerance,
+        n_vectors=n_vectors, buffer_vectors=plan.buffer_vectors,
+        # Lists of a retrain with the same n_lists start where the last training
+        # left them, which the data has moved little from: a pass or two settles them.
+        init=previous if previous is not None and len(previous) == n_lists else None,
+    )
+    if plan.hold:
+        seqs, vectors = await run.hold(old, snapshot.next_seq, live, dimension)
     passes = 0
     for passes in range(1, params.max_iters + 1):
-        if held is None or passes == 1:
-            async for seqs, vectors in run.pages(old, 0, snapshot.next_seq, live):
-                await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
-                if held is not None:
-                    held.append((seqs, vectors))
+        if plan.hold:
+            await asyncio.to_thread(kmeans.feed_held, vectors)
         else:
-            for _, vectors in held:
-                await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
+            async for _, page in run.pages(old, 0, snapshot.next_seq, live):
+                await asyncio.to_thread(kmeans.feed, page)
         if passes == 1 and kmeans.n_seen < 2 * n_lists:
             await _vectors_vanished(ctx, row)
-        if await asyncio.to_thread(kmeans.end_pass) <= params.tolerance:
+        if await asyncio.to_thread(kmeans.end_pass):
             break
     centroids = kmeans.centroids
 
-    if held is not None:
-        seqs = np.concatenate([s for s, _ in held])
-        vectors = np.concatenate([v for _, v in held])
-        held = None
+    if plan.hold:
         await run.write(new, seqs, vectors, centroids)
         del seqs, vectors
     else:
@@ -351,11 +417,6 @@ async def _store_list_map(
         lists = np.concatenate([lists for _, lists in placed])
         pages = await asyncio.to_thread(seal_list_map, cipher, version, seqs, lists)
         await list_map_repo.insert_pages(conn, index_id, version, pages)
-
-
-def _feed(kmeans: StreamingKMeans, vectors: Matrix, batch_size: int) -> None:
-    for start in range(0, len(vectors), batch_size):
-        kmeans.feed(vectors[start : start + batch_size])
 
 
 async def training_now(ctx: ServiceContext, tenant: str) -> list[str]:
