@@ -68,15 +68,14 @@ class StreamingKMeans:
     """Mini-batch k-means over random mini-batches, with convergence checked per pass.
 
     A pass is either one `feed_held` call or `feed` calls for every page,
-    closed by `end_pass`. `n_vectors` is how many vectors a pass sees (it
-    sets the rate at which the first pass samples them); `buffer_vectors`
-    is how many fed vectors are shuffled together; `init` gives starting
-    centroids (as `centroids` returned them) instead of k-means++.
+    closed by `end_pass`. `buffer_vectors` is how many fed vectors are
+    shuffled together; `init` gives starting centroids (as `centroids`
+    returned them) instead of k-means++.
     """
 
     def __init__(
         self, n_lists: int, metric: Metric, *, batch_size: int, tolerance: float,
-        n_vectors: int, buffer_vectors: int = 0, init: Matrix | None = None, seed: int = 0,
+        buffer_vectors: int = 0, init: Matrix | None = None, seed: int = 0,
     ) -> None:
         self.n_lists = n_lists
         self.metric = metric
@@ -89,8 +88,7 @@ class StreamingKMeans:
             init="k-means++" if init is None else init,
         )
         self._rng = np.random.default_rng(seed)
-        self._sample_rate = min(1.0, sample_size(n_lists) / max(1, n_vectors))
-        self._samples: list[Matrix] = []
+        self._reservoir = np.zeros((0, 0), dtype=np.float32)
         self._sample: Matrix | None = None
         self._buffer: list[Matrix] = []
         self._pending: list[Matrix] = []
@@ -164,7 +162,22 @@ class StreamingKMeans:
         self._count += len(batch)
         self._sum += batch.sum(axis=0, dtype=np.float64)
         self._sum_sq += np.square(batch, dtype=np.float64).sum(axis=0)
-        self._samples.append(batch[self._rng.random(len(batch)) < self._sample_rate])
+        self._keep_sample(batch, seen_before=self._count - len(batch))
+
+    def _keep_sample(self, batch: Matrix, seen_before: int) -> None:
+        """Reservoir sampling: after any number of vectors, the reservoir holds a
+        uniform sample of them (all of them while they are fewer than its size),
+        so a run that read fewer vectors than it expected still has enough."""
+        if not len(self._reservoir):
+            self._reservoir = np.empty((sample_size(self.n_lists), batch.shape[1]), np.float32)
+        size = len(self._reservoir)
+        head = batch[: max(0, size - seen_before)]
+        self._reservoir[seen_before : seen_before + len(head)] = head
+        rest = batch[len(head) :]
+        # The i-th vector seen replaces a random slot with probability size / i.
+        ranks = np.arange(seen_before + len(head) + 1, seen_before + len(batch) + 1)
+        kept = rest[self._rng.random(len(rest)) < size / ranks]
+        self._reservoir[self._rng.integers(0, size, len(kept))] = kept
 
     def end_pass(self) -> bool:
         """Close a pass over the data; returns whether training has converged."""
@@ -174,8 +187,7 @@ class StreamingKMeans:
             self._model.partial_fit(np.concatenate(self._pending))
             self._pending = []
         if self._sample is None:
-            self._sample = np.concatenate(self._samples)
-            self._samples = []
+            self._sample = self._reservoir[: self._count]
         sample = self._sample
         if not self.initialised:
             self._model.partial_fit(sample)

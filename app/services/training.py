@@ -334,7 +334,7 @@ async def run_locked(
 
     kmeans = StreamingKMeans(
         n_lists, run.metric, batch_size=params.batch_size, tolerance=params.tolerance,
-        n_vectors=n_vectors, buffer_vectors=plan.buffer_vectors,
+        buffer_vectors=plan.buffer_vectors,
         # Lists of a retrain with the same n_lists start where the last training
         # left them, which the data has moved little from: a pass or two settles them.
         init=previous if previous is not None and len(previous) == n_lists else None,

@@ -110,17 +110,35 @@ async def test_max_memory_too_small_is_unprocessable(
     assert "max_memory" in response.json()["detail"]
 
 
-async def test_training_within_max_memory_streams_pages(
+async def test_retraining_a_trained_index_keeps_recall(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
-    vectors = _clustered(3000)
+    vectors, queries = np.split(_clustered(6100), [6000])
     body = await create_index(client, index_name, index_key)
     await upsert_vectors(client, body, vectors)
-    response = await client.post(
-        "/indexes/train", json={**body, "n_lists": 16, "max_memory": 8, "batch_size": 256}
-    )
+    await client.post("/indexes/train", json=body)
+    # The trained index stores its vectors grouped by list; the retrain reads them
+    # in that order and starts from the centroids it has.
+    response = await client.post("/indexes/train", json=body)
     assert response.status_code == 200, response.text
-    assert await recall_at_10(client, body, vectors, vectors[:50] + 0.01, "euclidean") >= 0.95
+    assert await recall_at_10(client, body, vectors, queries, "euclidean") >= 0.95
+
+
+async def test_retraining_within_a_max_memory_too_small_to_hold_the_vectors_keeps_recall(
+    client: httpx.AsyncClient, index_name: str, index_key: str
+) -> None:
+    # 40,000 x 32 float32 vectors take 5 MB: with max_memory=6, training streams
+    # them from the database, grouped by list after the first training, into
+    # other lists than the first training's (so without a warm start).
+    vectors, queries = np.split(_clustered(40_100), [40_000])
+    body = await create_index(client, index_name, index_key)
+    for start in range(0, len(vectors), 10_000):
+        await upsert_vectors(client, body, vectors[start : start + 10_000], start)
+    await client.post("/indexes/train", json={**body, "n_lists": 100})
+    response = await client.post("/indexes/train", json={**body, "max_memory": 6})
+    assert response.status_code == 200, response.text
+    assert (await client.post("/indexes/describe", json=body)).json()["n_lists"] == 400
+    assert await recall_at_10(client, body, vectors, queries, "euclidean") >= 0.95
 
 
 async def test_training_status_reports_the_threshold(client: httpx.AsyncClient) -> None:

@@ -23,10 +23,10 @@ def _list_ordered(n: int = 20_000, seed: int = 0) -> tuple[Matrix, Matrix]:
     return vectors[order].astype(np.float32), np.asarray(centers, dtype=np.float32)
 
 
-def _kmeans(n_vectors: int, *, tolerance: float = 1e-6, buffer_vectors: int = 0,
+def _kmeans(*, tolerance: float = 1e-6, buffer_vectors: int = 0,
             init: Matrix | None = None) -> StreamingKMeans:
     return StreamingKMeans(CENTERS, Metric.EUCLIDEAN, batch_size=256, tolerance=tolerance,
-                           n_vectors=n_vectors, buffer_vectors=buffer_vectors, init=init)
+                           buffer_vectors=buffer_vectors, init=init)
 
 
 def _train_held(kmeans: StreamingKMeans, vectors: Matrix, max_iters: int = 100) -> int:
@@ -55,14 +55,14 @@ def _worst_miss(centroids: Matrix, centers: Matrix) -> float:
 
 def test_list_ordered_vectors_held_in_memory_give_the_true_centers() -> None:
     vectors, centers = _list_ordered()
-    kmeans = _kmeans(len(vectors))
+    kmeans = _kmeans()
     _train_held(kmeans, vectors)
     assert _worst_miss(kmeans.centroids, centers) < 0.5
 
 
 def test_list_ordered_pages_through_a_shuffle_buffer_give_the_true_centers() -> None:
     vectors, centers = _list_ordered()
-    kmeans = _kmeans(len(vectors), buffer_vectors=5000)
+    kmeans = _kmeans(buffer_vectors=5000)
     _train_streamed(kmeans, vectors, page=1000)
     assert _worst_miss(kmeans.centroids, centers) < 0.5
 
@@ -70,7 +70,7 @@ def test_list_ordered_pages_through_a_shuffle_buffer_give_the_true_centers() -> 
 def test_training_stops_when_a_pass_no_longer_improves_the_sample_inertia() -> None:
     vectors, _ = _list_ordered()
     # A tolerance of 0 never stops training by itself: only the inertia rule can.
-    passes = _train_held(_kmeans(len(vectors), tolerance=0.0), vectors)
+    passes = _train_held(_kmeans(tolerance=0.0), vectors)
     assert passes < 10
 
 
@@ -78,7 +78,7 @@ def test_a_warm_start_begins_from_the_given_centroids() -> None:
     vectors, centers = _list_ordered()
     # k-means++ would number the lists in an order of its own; a warm start
     # keeps list i at the centroid it was given as i.
-    kmeans = _kmeans(len(vectors), init=centers + 0.3)
+    kmeans = _kmeans(init=centers + 0.3)
     _train_held(kmeans, vectors)
     nearest = np.linalg.norm(kmeans.centroids[:, None] - centers[None], axis=2).argmin(axis=1)
     assert nearest.tolist() == list(range(CENTERS))
@@ -86,14 +86,14 @@ def test_a_warm_start_begins_from_the_given_centroids() -> None:
 
 def test_a_warm_start_from_settled_centroids_ends_after_one_pass() -> None:
     vectors, _ = _list_ordered()
-    settled = _kmeans(len(vectors))
+    settled = _kmeans()
     _train_held(settled, vectors)
-    assert _train_held(_kmeans(len(vectors), init=settled.centroids), vectors) == 1
+    assert _train_held(_kmeans(init=settled.centroids), vectors) == 1
 
 
 def test_the_same_vectors_give_the_same_centroids() -> None:
     vectors, _ = _list_ordered()
-    first, second = _kmeans(len(vectors)), _kmeans(len(vectors))
+    first, second = _kmeans(), _kmeans()
     _train_held(first, vectors)
     _train_held(second, vectors)
     assert np.array_equal(first.centroids, second.centroids)
@@ -101,8 +101,7 @@ def test_the_same_vectors_give_the_same_centroids() -> None:
 
 def test_cosine_centroids_partition_directions() -> None:
     vectors, centers = _list_ordered()
-    kmeans = StreamingKMeans(CENTERS, Metric.COSINE, batch_size=256, tolerance=1e-6,
-                             n_vectors=len(vectors))
+    kmeans = StreamingKMeans(CENTERS, Metric.COSINE, batch_size=256, tolerance=1e-6)
     _train_held(kmeans, vectors * 3)
     units = centers / np.linalg.norm(centers, axis=1, keepdims=True)
     assert _worst_miss(kmeans.centroids, units) < 0.05
