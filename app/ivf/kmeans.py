@@ -87,6 +87,7 @@ class StreamingKMeans:
             reassignment_ratio=0.0, compute_labels=False,
             init="k-means++" if init is None else init,
         )
+        self._warm = init is not None
         self._rng = np.random.default_rng(seed)
         self._reservoir = np.zeros((0, 0), dtype=np.float32)
         self._sample: Matrix | None = None
@@ -122,7 +123,7 @@ class StreamingKMeans:
         """One page of a streamed pass: buffered, then learnt from in shuffled mini-batches."""
         if self._passes == 0:
             self._seen += len(vectors)
-            if self._pass_start is None:
+            if not self._warm:
                 # Without starting centroids, the first pass only samples: k-means++
                 # over a buffer of list-ordered pages would seed every centroid in
                 # the few lists the buffer holds. end_pass seeds from the sample.

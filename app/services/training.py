@@ -335,8 +335,9 @@ async def run_locked(
     kmeans = StreamingKMeans(
         n_lists, run.metric, batch_size=params.batch_size, tolerance=params.tolerance,
         buffer_vectors=plan.buffer_vectors,
-        # Lists of a retrain with the same n_lists start where the last training
-        # left them, which the data has moved little from: a pass or two settles them.
+        # A retrain into as many lists starts from the active version's centroids:
+        # unless the data changed much since, a pass or two settles them, where
+        # k-means++ would start over.
         init=previous if previous is not None and len(previous) == n_lists else None,
     )
     if plan.hold:
