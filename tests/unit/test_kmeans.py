@@ -105,3 +105,20 @@ def test_cosine_centroids_partition_directions() -> None:
     _train_held(kmeans, vectors * 3)
     units = centers / np.linalg.norm(centers, axis=1, keepdims=True)
     assert _worst_miss(kmeans.centroids, units) < 0.05
+
+
+def test_a_warm_start_never_ends_worse_than_the_centroids_it_was_given() -> None:
+    # Close clusters, where a warm start's first pass lands slightly worse than
+    # where it started; 3,000 vectors, so the inertia sample holds them all.
+    blobs, _ = make_blobs(3000, 16, centers=CENTERS, cluster_std=1.0, random_state=0)
+    vectors = np.asarray(blobs, dtype=np.float32)
+    settled = _kmeans()
+    _train_held(settled, vectors)
+    retrained = _kmeans(init=settled.centroids)
+    _train_held(retrained, vectors)
+    assert _sse(vectors, retrained.centroids) <= _sse(vectors, settled.centroids)
+
+
+def _sse(vectors: Matrix, centroids: Matrix) -> float:
+    distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=2)
+    return float(distances.min(axis=1).sum())
