@@ -57,7 +57,7 @@ SAMPLE_SIZE = 4096
 # A pass that improves the sample's inertia by less than this share ends training:
 # on 30,000 sentence embeddings (bench/train_speed.py's), k-means++ then stops
 # after 4 passes at recall@10 0.896, where running until the centroids settle
-# (31 passes, 5x the time) gave 0.890.
+# (31 passes, 5 to 11 times as long) gave 0.890.
 MIN_IMPROVEMENT = 0.002
 
 
