@@ -4,7 +4,8 @@
    next write sequence S and the live sequences; commit.
 2. Passes: stream the active version's blocks with ids <= S from PostgreSQL
    in pages of about `batch_size` vectors, decrypt, drop stale entries, and
-   feed MiniBatchKMeans until the centroids settle or `max_iters` passes.
+   feed MiniBatchKMeans until the centroids settle or `max_iters` passes
+   (for the dot product, after a first pass that finds the largest norm).
 3. Assign: write every live vector into the new version's blocks (invisible,
    since the version is not active yet), and the list each went into in the
    version's list map (see app.services.places).
@@ -39,7 +40,7 @@ from app.crypto.index_cipher import IndexCipher
 from app.errors import Conflict, IndexNotFound, InvalidInput
 from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
-from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists
+from app.ivf.kmeans import StreamingKMeans, auto_n_lists, largest_norm, nearest_lists
 from app.ivf.vectors import Matrix
 from app.services.blockstore import (
     open_blocks,
@@ -248,15 +249,28 @@ async def run_locked(
         await block_repo.delete_version(conn, row.id, new)
         await list_map_repo.delete_version(conn, row.id, new)
 
-    kmeans = StreamingKMeans(n_lists, run.metric, batch_size=params.batch_size)
     held: list[tuple[Seqs, Matrix]] | None = None if params.max_memory_mb else []
+    held_all = False
+    max_norm = 0.0
+    if run.metric is Metric.DOTPRODUCT:
+        # The lift (see app.ivf.kmeans) needs the largest norm before k-means
+        # sees its first page: one pass to find it, which also fills `held`.
+        async for seqs, vectors in run.pages(old, 0, snapshot.next_seq, live):
+            max_norm = max(max_norm, largest_norm(vectors))
+            if held is not None:
+                held.append((seqs, vectors))
+        held_all = held is not None
+    kmeans = StreamingKMeans(
+        n_lists, run.metric, batch_size=params.batch_size, max_norm=max_norm
+    )
     passes = 0
     for passes in range(1, params.max_iters + 1):
-        if held is None or passes == 1:
+        if held is None or not held_all:
             async for seqs, vectors in run.pages(old, 0, snapshot.next_seq, live):
                 await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
                 if held is not None:
                     held.append((seqs, vectors))
+            held_all = held is not None
         else:
             for _, vectors in held:
                 await asyncio.to_thread(_feed, kmeans, vectors, params.batch_size)
