@@ -275,11 +275,12 @@ def test_dot_product_assigns_a_stored_vector_to_its_nearest_lifted_centroid(coun
     rng = np.random.default_rng(2)
     vectors = _varied_norms(rng, 300, 16)
     norm = largest_norm(vectors)
-    lifted = lift_vectors(vectors, norm).astype(np.float64)
-    assert np.allclose(np.linalg.norm(lifted, axis=1), norm)
-    centers = lifted[rng.choice(300, 40, replace=False)] * 0.9
+    lifted = lift_vectors(vectors, norm)
+    assert np.allclose(np.linalg.norm(lifted.astype(np.float64), axis=1), norm)
+    centers = lifted[rng.choice(300, 40, replace=False)] * np.float32(0.9)
     found = nearest_lists(vectors, mips_centroids(centers, norm), Metric.DOTPRODUCT, count)
-    brute = np.argsort(_lifted_distances(lifted, centers), axis=1)[:, :count]
+    distances = _lifted_distances(lifted.astype(np.float64), centers.astype(np.float64))
+    brute = np.argsort(distances, axis=1)[:, :count]
     assert found.tolist() == brute.tolist()
 
 
