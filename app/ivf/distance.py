@@ -22,7 +22,9 @@ Positions = npt.NDArray[np.intp]
 
 
 class Metric(StrEnum):
-    """Distance metrics, named as the CyborgDB API names them; smaller is closer."""
+    """Distance metrics, named as the CyborgDB API names them; smaller is closer.
+    `dotproduct` (not in CyborgDB) ranks by largest inner product; its distance is
+    minus the inner product."""
 
     EUCLIDEAN = "euclidean"
     SQUARED_EUCLIDEAN = "squared_euclidean"

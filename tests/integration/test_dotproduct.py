@@ -18,6 +18,15 @@ async def test_an_index_created_with_dotproduct_describes_its_metric(
     assert info["metric"] == "dotproduct"
 
 
+async def test_the_openapi_schema_lists_dotproduct_among_the_metrics(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    metric = schema["components"]["schemas"]["Metric"]
+    assert "dotproduct" in metric["enum"]
+    assert "minus the inner product" in metric["description"]
+
+
 async def test_untrained_search_ranks_by_largest_inner_product_with_minus_it_as_distance(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
