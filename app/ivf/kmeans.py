@@ -43,9 +43,21 @@ def auto_n_lists(n_vectors: int) -> int:
     return max(1, min(MAX_LISTS, n_vectors // 2, round(2 * math.sqrt(n_vectors))))
 
 
-def auto_n_probes(n_lists: int) -> int:
+# Under the dot product the lift (see the module docstring) gathers short
+# vectors in lists that queries seldom probe, so a probe scans about half as
+# many vectors as under the other metrics (measured on 20,000 MiniLM sentence
+# embeddings, 283 lists, 17 probes: 3.2% of the vectors scanned, scaled by
+# 0.5-2 under dotproduct, against 6.0% unscaled under cosine). Twice the probes
+# scan about the same share, and recall@10 rose from 0.958 to 0.990.
+_DOT_PROBE_FACTOR = 2
+
+
+def auto_n_probes(n_lists: int, metric: Metric) -> int:
     """Lists to scan per query when the client leaves n_probes unset."""
-    return min(n_lists, max(8, math.ceil(math.sqrt(n_lists))))
+    probes = max(8, math.ceil(math.sqrt(n_lists)))
+    if metric is Metric.DOTPRODUCT:
+        probes *= _DOT_PROBE_FACTOR
+    return min(n_lists, probes)
 
 
 def prepare(vectors: Matrix, metric: Metric, max_norm: float = 0.0) -> Matrix:

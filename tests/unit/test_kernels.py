@@ -23,6 +23,7 @@ from app.ivf.blocks import (
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import (
     StreamingKMeans,
+    auto_n_probes,
     largest_norm,
     lift_vectors,
     mips_centroids,
@@ -312,6 +313,15 @@ def test_dot_product_centroids_carry_the_trained_norm_beside_the_lifted_centroid
     kmeans.end_pass()
     assert kmeans.centroids.shape == (4, 5)
     assert kmeans.centroids[:, -1].tolist() == [10.0] * 4
+
+
+@pytest.mark.parametrize(("n_lists", "others", "dot"), [(16, 8, 16), (283, 17, 34), (10, 8, 10)])
+def test_dot_product_probes_twice_the_lists_other_metrics_probe_by_default(
+    n_lists: int, others: int, dot: int
+) -> None:
+    assert auto_n_probes(n_lists, Metric.EUCLIDEAN) == others
+    assert auto_n_probes(n_lists, Metric.COSINE) == others
+    assert auto_n_probes(n_lists, Metric.DOTPRODUCT) == dot
 
 
 def test_cosine_distance_of_a_zero_vector_is_one() -> None:
