@@ -136,6 +136,11 @@ class StreamingKMeans:
     def feed(self, vectors: Matrix) -> None:
         """Learn from one page of vectors."""
         page = prepare(vectors, self.metric, self.max_norm)
+        if self.metric is Metric.DOTPRODUCT and self.max_norm > 0:
+            # k-means sees the lifted vectors on the unit sphere: on the sphere
+            # of radius M, k-means++ sums squared distances up to 4 M^2 each,
+            # which overflows float32 once M^2 nears the vector bound.
+            page = np.asarray(page / np.float32(self.max_norm), dtype=np.float32)
         if self._count == 0:
             self._sum = np.zeros(page.shape[1])
             self._sum_sq = np.zeros(page.shape[1])
@@ -172,7 +177,8 @@ class StreamingKMeans:
         see `mips_centroids`)."""
         centers = np.asarray(self._model.cluster_centers_, dtype=np.float32)
         if self.metric is Metric.DOTPRODUCT:
-            return mips_centroids(centers, self.max_norm)
+            scale = np.float32(self.max_norm or 1.0)
+            return mips_centroids(np.asarray(centers * scale, dtype=np.float32), self.max_norm)
         return centers
 
 
