@@ -13,11 +13,15 @@ q' = [M q/|q|, 0], onto the same sphere. Then |q' - x'|^2 = 2 M^2 - 2 M q.x/|q|:
 the nearest lifted vectors are those of largest inner product, so k-means,
 assignment and probing all work on lifted vectors with the Euclidean distance.
 A vector longer than M (written after training) is lifted with 0: it lands in
-the list of its nearest lifted centroid, still a sound place for it, only
-less balanced. A dot product index's centroid matrix therefore has two more
+the list of its nearest lifted centroid, which favours centroids pointing its
+way as the probes of the queries it answers best do; lists grow less balanced
+until the next training computes M again.
+
+Assignment needs M, so a dot product index's centroid matrix has two more
 columns than its vectors: the lifted centroid, then M, repeated in every row
-(see `mips_centroids`). The lift exists only here: blocks hold the vectors as
-the client sent them.
+(see `mips_centroids`). k-means itself works on the lifted vectors divided by
+M (see `StreamingKMeans.feed`). The lift exists only here: blocks hold the
+vectors as the client sent them.
 """
 
 from __future__ import annotations
