@@ -120,7 +120,7 @@ class PgvectorSource:
             raise SourceUnusable("give exactly one of --table and --query")
         try:
             conn = await asyncpg.connect(spec.url, timeout=15)
-        except (OSError, ValueError, TimeoutError, asyncpg.PostgresError,
+        except (OSError, ValueError, OverflowError, TimeoutError, asyncpg.PostgresError,
                 asyncpg.InterfaceError) as exc:
             raise SourceUnusable(
                 f"cannot connect to {redact_url(spec.url)}: {exc or type(exc).__name__}"

@@ -153,18 +153,21 @@ async def test_unusable_rows_are_skipped_and_counted(
         await conn.execute(f"UPDATE {table} SET embedding = NULL WHERE id = 3")  # noqa: S608
         await conn.execute(f"UPDATE {table} SET embedding = '{{1,2,3}}' WHERE id = 5")  # noqa: S608
         await conn.execute(f"UPDATE {table} SET embedding = '{{1,NULL,3,4}}' WHERE id = 7")  # noqa: S608
+        await conn.execute(f"UPDATE {table} SET embedding = '{{1,NaN,3,4}}' WHERE id = 9")  # noqa: S608
         await conn.execute(f"INSERT INTO {table} VALUES (NULL, '{{1,2,3,4}}', NULL, NULL)")  # noqa: S608
     finally:
         await conn.close()
     result = await invoke(pgvector_url, "--table", table, "--batch-size", "5")
     assert result.exit_code == 0, result.output
-    assert "Read 12 of 12 rows, imported 9 items into" in result.output
-    assert "skipped 3." in result.output
+    assert "Read 12 of 12 rows, imported 8 items into" in result.output
+    assert "skipped 4." in result.output
     assert "skipped '3': NULL vector" in result.output
     assert "skipped '5': dimension 3, not 4" in result.output
     assert "skipped '7': NULL in the vector" in result.output
+    assert "skipped '9': NaN or infinite value in the vector" in result.output
     assert "1 rows with a NULL id were not read" in result.output
-    assert await _ids(client, index) == sorted(str(i) for i in range(1, 13) if i not in (3, 5, 7))
+    imported = [i for i in range(1, 13) if i not in (3, 5, 7, 9)]
+    assert await _ids(client, index) == sorted(str(i) for i in imported)
 
 
 async def test_a_limited_import_resumes_from_the_last_id_in_id_order(
@@ -250,15 +253,23 @@ async def test_an_unusable_source_is_refused_before_anything_is_written(
     assert await _ids(client, index) == []
 
 
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql://someone:secret-pw@127.0.0.1:1/db",
+     "cannot connect to postgresql://someone:***@127.0.0.1:1/db: "),
+    ("not a url", "cannot connect to not a url: invalid DSN"),
+    ("postgresql://u:secret-pw@127.0.0.1:99999/db", "cannot connect to postgresql://u:***@"),
+    ("{source}_nope", 'database "source_nope" does not exist'),
+])
 async def test_a_bad_url_is_one_line_with_the_password_hidden(
-    invoke: Invoke, client: httpx.AsyncClient, index: dict[str, Any],
+    invoke: Invoke, client: httpx.AsyncClient, index: dict[str, Any], pgvector_url: str,
+    url: str, message: str,
 ) -> None:
-    closed_port = "postgresql://someone:secret-pw@127.0.0.1:1/db"
-    result = await invoke(closed_port, "--table", "items")
+    result = await invoke(url.format(source=pgvector_url), "--table", "items")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("Error: cannot connect to postgresql://someone:***@127.0.0.1:1/db")
+    assert lines[0].startswith("Error: ")
+    assert message in lines[0]
     assert "secret-pw" not in result.output
     assert await _ids(client, index) == []
 
