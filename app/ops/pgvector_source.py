@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
+import numpy.typing as npt
 from pydantic_core import from_json
 
 from app.ivf.vectors import Matrix
@@ -39,8 +40,9 @@ METADATA_TYPES = ("json", "jsonb")
 # type, then length and lower bound; then a 4-byte length before each element.
 _ARRAY_HEADER = 20
 _ARRAY_ELEMENTS = np.dtype([("length", ">i4"), ("value", ">f4")])
+Vector = npt.NDArray[np.float32]
 # A row's vector, or None and why it cannot be imported.
-ParsedVector = tuple[np.ndarray[Any, np.dtype[np.float32]] | None, str]
+ParsedVector = tuple[Vector | None, str]
 # Skipped rows named in the summary; the count covers them all.
 SKIPPED_SHOWN = 5
 
@@ -70,13 +72,17 @@ class SourceSpec:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, fit for messages and files."""
+    """The URL with its password (in the authority or a `password=` parameter) replaced,
+    fit for messages and files."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
+        netloc = parts.netloc
+        if parts.password is not None:
+            netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+        query = urlencode([(name, "***" if name == "password" else value)
+                           for name, value in parse_qsl(parts.query, keep_blank_values=True)],
+                          safe="*")
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return "<unparsable URL>"
 
@@ -86,7 +92,7 @@ class SourceBatch:
     """Rows read in one statement: the usable items column-wise, and the rest by id."""
 
     ids: list[str] = field(default_factory=list)
-    vectors: list[np.ndarray[Any, np.dtype[np.float32]]] = field(default_factory=list)
+    vectors: list[Vector] = field(default_factory=list)
     contents: list[str | None] = field(default_factory=list)
     metadata: list[dict[str, Any] | None] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
