@@ -182,7 +182,8 @@ class KeysetProgress:
 
 @dataclass(frozen=True, slots=True)
 class ProgressFile:
-    """Records consumed by an import that has not completed yet."""
+    """How far an import that has not completed yet got: the records consumed of a file,
+    or the last id stored and the counts of a pgvector source."""
 
     path: Path
 
