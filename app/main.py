@@ -18,6 +18,7 @@ from app.config import Settings, host_port
 from app.logs import configure_logging
 from app.metrics import Metrics
 from app.services.context import ServiceContext
+from app.version import CIPHERVEC_VERSION
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="ciphervec",
         summary="Encrypted vector database speaking CyborgDB's v1 REST API",
-        version=health.SERVICE_VERSION,
+        version=CIPHERVEC_VERSION,
         lifespan=lifespan,
         openapi_url="/v1/openapi.json",
         docs_url="/v1/docs",

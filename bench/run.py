@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,11 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def ciphervec_server(workdir: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Any]]:
-    """ciphervec on an embedded PostgreSQL cluster (fsync on), in its own process."""
+def ciphervec_server(
+    workdir: Path, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Any]]:
+    """ciphervec on an embedded PostgreSQL cluster (fsync on), in its own process,
+    with its default settings but for `settings` (CIPHERVEC_* variables)."""
     sys.path.insert(0, str(ROOT))
     from app import migrate  # noqa: PLC0415 - the benchmark drives the repo's own code
     from app.localpg import LocalPostgres  # noqa: PLC0415
@@ -117,7 +121,7 @@ def ciphervec_server(workdir: Path) -> Iterator[tuple[str, str, subprocess.Popen
     cluster.start()
     url = cluster.url()
     migrate.upgrade(url)
-    env = {**os.environ, "CIPHERVEC_DATABASE_URL": url, "CIPHERVEC_AUTO_TRAIN": "false"}
+    env = {**os.environ, "CIPHERVEC_DATABASE_URL": url, **(settings or {})}
     key = subprocess.run(
         [str(Path(sys.executable).parent / "ciphervec"), "keys", "create", "--name", "bench"],
         env=env, capture_output=True, text=True, check=True, cwd=ROOT,
@@ -301,10 +305,18 @@ def embedding_benchmark(batch: int, batches: int, queries: int) -> dict[str, Any
     return result
 
 
+def ciphervec_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings a run changes from ciphervec's defaults: none, but for an extra row."""
+    return {"CIPHERVEC_AUTO_TRAIN": "false"} if args.auto_train_off else {}
+
+
 def run_system(system: str, workdir: Path, vectors: np.ndarray, queries: np.ndarray,
                truth: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     """One system, freshly started in `workdir`, through the whole workload."""
-    server = ciphervec_server if system == "ciphervec" else reference_server
+    server = (
+        partial(ciphervec_server, settings=ciphervec_settings(args))
+        if system == "ciphervec" else reference_server
+    )
     with server(workdir) as (base, key, process, cluster):
         print(f"[{system}] running {args.n} x {args.dim} ...", flush=True)
         result = workload(base, key, vectors, queries, truth, args.batch, args.top_k)
@@ -321,7 +333,7 @@ def run_system(system: str, workdir: Path, vectors: np.ndarray, queries: np.ndar
 
 
 def interleaved(workdir: Path, vectors: np.ndarray, queries: np.ndarray, batch: int,
-                top_k: int) -> dict[str, Any]:
+                top_k: int, settings: dict[str, str]) -> dict[str, Any]:
     """Both services up at once, their requests alternating (which goes first
     alternates too), so a slow spell of the machine hits both alike: the upserts,
     one training run each, then the queries. Median ms per request, and the
@@ -329,7 +341,10 @@ def interleaved(workdir: Path, vectors: np.ndarray, queries: np.ndarray, batch: 
     systems = ("ciphervec", "reference")
     with ExitStack() as stack:
         indexes = {}
-        for system, server in zip(systems, (ciphervec_server, reference_server), strict=True):
+        servers: tuple[Callable[[Path], Any], ...] = (
+            partial(ciphervec_server, settings=settings), reference_server
+        )
+        for system, server in zip(systems, servers, strict=True):
             folder = workdir / f"{system}-interleaved"
             folder.mkdir()
             folder.chmod(0o755)  # noqa: S103 - the embedded cluster runs as the postgres user
@@ -387,6 +402,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3,
                         help="run the systems in turn this many times; figures are medians")
     parser.add_argument("--scale", action="store_true", help="1,000,000 x 128, ciphervec only")
+    parser.add_argument("--auto-train-off", action="store_true",
+                        help="an extra row: ciphervec with CIPHERVEC_AUTO_TRAIN=false")
     parser.add_argument("--embeddings", action="store_true",
                         help="embedding throughput, batches of 256 texts (needs the extra)")
     args = parser.parse_args()
@@ -418,7 +435,8 @@ def main() -> None:
                 runs[system].append(result)
                 print(f"[{system} round {round_no + 1}] {json.dumps(result)}", flush=True)
         alternating = (
-            interleaved(workdir, vectors, queries, args.batch, args.top_k)
+            interleaved(workdir, vectors, queries, args.batch, args.top_k,
+                        ciphervec_settings(args))
             if set(systems) == {"ciphervec", "reference"}
             else None
         )
@@ -441,6 +459,8 @@ def main() -> None:
         report["interleaved"] = alternating
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "scale-1m" if args.scale else f"side-by-side-{args.n}"
+    if args.auto_train_off:
+        name += "-auto-train-off"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     chart(results, RESULTS / f"{name}.png")
     print(json.dumps(report, indent=2))

@@ -1,29 +1,25 @@
 """Probes, no authentication: GET /v1/health (liveness: the process answers;
-CyborgDB's route, whose `version` client tools read) and GET /v1/ready
+CyborgDB's route, whose `version` client tools read: the API level, app.version) and GET /v1/ready
 (readiness: PostgreSQL answers too, else 503 with Retry-After)."""
 
 from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter
 
 from app.api.deps import Context
 from app.schemas.indexes import HealthResponse, ReadinessResponse
 from app.services import readiness
+from app.version import CIPHERVEC_VERSION, CYBORGDB_API_LEVEL
 
 router = APIRouter(tags=["health"])
 
-try:
-    SERVICE_VERSION = version("ciphervec")
-except PackageNotFoundError:
-    SERVICE_VERSION = "0.0.0"
-
-
 @router.get("/health", response_model=HealthResponse)
 async def health() -> HealthResponse:
-    """The service is up."""
-    return HealthResponse(status="healthy", api_version="v1", version=SERVICE_VERSION)
+    """The service is up; `version` is the CyborgDB API level it speaks (app.version)."""
+    return HealthResponse(
+        status="healthy", api_version="v1", version=CYBORGDB_API_LEVEL,
+        ciphervec_version=CIPHERVEC_VERSION,
+    )
 
 
 @router.get("/ready", response_model=ReadinessResponse)

@@ -84,7 +84,9 @@ class HealthResponse(BaseModel):
 
     status: str
     api_version: str
-    version: str
+    version: str = Field(description="The CyborgDB API level this server speaks (e.g. 0.18.0), "
+                         "which CyborgDB's tools check; not ciphervec's own version.")
+    ciphervec_version: str = Field(description="ciphervec's own release.")
 
 
 class ReadinessResponse(BaseModel):

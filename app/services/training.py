@@ -92,13 +92,17 @@ async def train(
     """Train the index now, after any training or compaction already running on it.
 
     Waits for that job at most `train_wait_s` (409 then); an index deleted
-    meanwhile is a 404.
+    meanwhile is a 404. When that job was a training run that covered every
+    item this request found, into the lists it asks for, its result stands.
     """
     async with ctx.db.transaction() as conn:
         opened = await open_index(conn, ctx, tenant, name, index_key)
     wait_s = ctx.settings.train_wait_s
     async with maintenance_lock(ctx, opened.row.id, wait_s=wait_s) as held:
         if held:
+            done = await _trained_while_waiting(ctx, opened.row, params)
+            if done is not None:
+                return done
             with ctx.metrics.training_run("explicit"):
                 return await run_locked(ctx, opened.cipher, opened.row, params)
     async with ctx.db.transaction() as conn:
@@ -108,6 +112,21 @@ async def train(
         f"Index '{name}' is still being trained or compacted after {wait_s:g} s; "
         "try again later"
     )
+
+
+async def _trained_while_waiting(
+    ctx: ServiceContext, before: IndexRow, params: TrainParams
+) -> TrainResult | None:
+    """What the run this request waited for produced, when it already trained every
+    item the request found (an explicit train arriving during an automatic one)
+    into the lists asked for: training again would redo the same work."""
+    async with ctx.db.transaction() as conn:
+        now = await index_repo.find_index(conn, before.tenant, before.name)
+    if (now is None or now.id != before.id or now.active_version == before.active_version
+            or now.trained_vectors < before.n_items
+            or params.n_lists not in (None, now.n_lists)):
+        return None
+    return TrainResult(now.active_version, now.n_lists, now.trained_vectors, passes=0)
 
 
 @dataclass(slots=True)

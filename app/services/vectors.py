@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -66,6 +65,8 @@ class ItemBatch:
     vectors: Sequence[Sequence[float] | None] | Matrix
     contents: Sequence[str | None]
     metadata: Sequence[dict[str, Any] | None]
+    # Where each item stood in the request, when earlier duplicates were dropped.
+    request_positions: Sequence[int] | None = None
 
 
 def _check_ids(ids: Sequence[str], max_items: int) -> None:
@@ -75,9 +76,26 @@ def _check_ids(ids: Sequence[str], max_items: int) -> None:
         raise InvalidInput(f"Too many items in one request: {len(ids)} > {max_items}")
     if any(not item_id for item_id in ids):
         raise InvalidInput("Item ids must be non-empty strings")
-    if len(set(ids)) != len(ids):
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        raise InvalidInput(f"Duplicate ids in one request: {dupes[:10]}")
+
+
+def _last_occurrences(batch: ItemBatch) -> ItemBatch:
+    """The batch with each id once, at its last occurrence: within one request a
+    later item overwrites an earlier one with the same id, as on the reference."""
+    last = {item_id: position for position, item_id in enumerate(batch.ids)}
+    if len(last) == len(batch.ids):
+        return batch
+    keep = sorted(last.values())
+    vectors = (
+        batch.vectors[keep] if isinstance(batch.vectors, np.ndarray)
+        else [batch.vectors[p] for p in keep]
+    )
+    return ItemBatch(
+        ids=[batch.ids[p] for p in keep],
+        vectors=vectors,
+        contents=[batch.contents[p] for p in keep],
+        metadata=[batch.metadata[p] for p in keep],
+        request_positions=keep,
+    )
 
 
 def _encode_fields(settings: Settings, batch: ItemBatch) -> list[bytes]:
@@ -88,7 +106,8 @@ def _encode_fields(settings: Settings, batch: ItemBatch) -> list[bytes]:
         ]
     except ValueError as exc:
         raise InvalidInput(f"Metadata must be finite JSON values: {exc}") from exc
-    for position, fields in enumerate(encoded):
+    positions = batch.request_positions or range(len(encoded))
+    for position, fields in zip(positions, encoded, strict=True):
         bounds.check_item_size(settings, position, fields_size(fields))
     return encoded
 
@@ -148,9 +167,11 @@ async def upsert(
     the encryption of the next chunk (see app.services.overlap). The items are
     first inserted plainly, which costs PostgreSQL less than overwriting; if
     one of them is already stored, the transaction rolls back and runs again,
-    overwriting, and so do the index's upserts for a while after.
+    overwriting, and so do the index's upserts for a while after. An id given
+    twice is stored once, as its last occurrence; the count is of distinct ids.
     """
     _check_ids(batch.ids, ctx.settings.max_batch_items)
+    batch = _last_occurrences(batch)
     rows, embedded_with = await _vectors_or_embeddings(ctx, tenant, name, index_key, batch)
     vectors = vector_matrix(rows, 0)
     target = (tenant, name)

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from cyborgdb import AuthenticationError, Client, NotFoundError, ValidationError
 
-from app.config import Settings
 from tests.support.corpus import TOPICS
-from tests.support.server import running_server
 from tests.support.vectors import varied_norms
-
-
-@pytest.fixture(scope="module")
-def base_url(settings: Settings) -> Iterator[str]:
-    with running_server(settings) as url:
-        yield url
 
 
 @pytest.fixture

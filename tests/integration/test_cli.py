@@ -3,6 +3,7 @@ with its embedded PostgreSQL cluster."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -23,9 +24,18 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.localpg import SHARED_CLUSTERS, LocalPostgres
+from app.version import CYBORGDB_API_LEVEL
 from bench.run import wait_healthy
 from tests.support.process import ciphervec_command
 from tests.support.server import free_port
+
+
+def test_version_names_ciphervec_and_the_cyborgdb_api_level(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == (
+        f"ciphervec {importlib.metadata.version('ciphervec')} (CyborgDB API {CYBORGDB_API_LEVEL})"
+    )
 
 
 def test_keys_create_prints_the_key_alone_on_its_last_line(runner: CliRunner) -> None:

@@ -1,6 +1,7 @@
 """A train request while another job (training, compaction) holds the index: it waits
 for that job, past the statement timeout, and answers 409 only after
-`train_wait_s`, 404 if the index is deleted meanwhile; never 500."""
+`train_wait_s`, 404 if the index is deleted meanwhile; never 500. A run that
+trained everything the request found is not repeated."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from typing import Any
 
 import httpx
 import numpy as np
+from sqlalchemy import text
 
 from app.config import Settings
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
 from app.services.locking import maintenance_lock
+from app.services.training import TrainParams, run_locked
+from app.store.db import Database
 from tests.support.app_client import app_client
 
 DIMENSION = 4
@@ -40,9 +44,10 @@ async def _filled_index(http: httpx.AsyncClient) -> dict[str, Any]:
 
 
 def _job_holding(
-    settings: Settings, index: dict[str, Any]
+    settings: Settings, index: dict[str, Any], *, trains: bool = False
 ) -> Callable[[], AbstractAsyncContextManager[None]]:
-    """What another training or compaction does to the index: hold its maintenance lock."""
+    """What another training or compaction does to the index: hold its maintenance
+    lock; with `trains`, train the index into 2 lists before letting go of it."""
 
     @asynccontextmanager
     async def holding() -> AsyncIterator[None]:
@@ -54,10 +59,21 @@ def _job_holding(
             async with maintenance_lock(ctx, opened.row.id) as held:
                 assert held
                 yield
+                if trains:
+                    await run_locked(ctx, opened.cipher, opened.row, TrainParams(n_lists=2))
         finally:
             await ctx.close()
 
     return holding
+
+
+async def _active_version(db: Database, index: dict[str, Any]) -> int:
+    async with db.transaction() as conn:
+        result = await conn.execute(
+            text("SELECT active_version FROM indexes WHERE name = :name"),
+            {"name": index["index_name"]},
+        )
+        return int(result.scalar_one())
 
 
 async def test_a_train_waits_for_the_running_job_beyond_the_statement_timeout(
@@ -112,3 +128,33 @@ async def test_a_train_waiting_on_an_index_that_is_deleted_answers_404(
             response = await asyncio.wait_for(train, timeout=30)
 
     assert response.status_code == 404
+
+
+async def test_a_train_that_waited_for_a_run_covering_its_items_does_not_train_again(
+    settings: Settings, api_key: str, db: Database
+) -> None:
+    async with _service(settings, api_key) as http:
+        index = await _filled_index(http)
+        async with _job_holding(settings, index, trains=True)():
+            train = asyncio.create_task(http.post("/indexes/train", json={**index, **TRAIN}))
+            await asyncio.sleep(0.3)
+        response = await asyncio.wait_for(train, timeout=30)
+
+    assert response.status_code == 200, response.text
+    assert await _active_version(db, index) == 1
+
+
+async def test_a_train_asking_other_lists_than_the_run_it_waited_for_trains_again(
+    settings: Settings, api_key: str, db: Database
+) -> None:
+    async with _service(settings, api_key) as http:
+        index = await _filled_index(http)
+        async with _job_holding(settings, index, trains=True)():
+            train = asyncio.create_task(
+                http.post("/indexes/train", json={**index, **TRAIN, "n_lists": 3})
+            )
+            await asyncio.sleep(0.3)
+        response = await asyncio.wait_for(train, timeout=30)
+
+    assert response.status_code == 200, response.text
+    assert await _active_version(db, index) == 2

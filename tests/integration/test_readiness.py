@@ -4,13 +4,16 @@ stopped and started again: tests/reliability/test_database_outage.py.)"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import socket
 import time
 from collections.abc import Iterator
 
+import cyborgdb
 import pytest
 
 from app.config import Settings
+from app.version import CYBORGDB_API_LEVEL
 from tests.support.app_client import app_client
 from tests.support.server import free_port
 
@@ -57,6 +60,16 @@ async def test_liveness_keeps_its_body_when_the_database_is_unreachable() -> Non
         health = await http.get("/health")
         ready = await http.get("/ready")
     assert health.status_code == 200
-    assert set(health.json()) == {"status", "api_version", "version"}
+    assert set(health.json()) == {"status", "api_version", "version", "ciphervec_version"}
     assert health.json()["status"] == "healthy"
     assert ready.status_code == 503
+
+
+async def test_health_reports_the_cyborgdb_api_level_as_version_and_ciphervec_apart(
+    settings: Settings,
+) -> None:
+    async with app_client(settings) as anonymous:
+        health = (await anonymous.get("/health")).json()
+    assert health["version"] == CYBORGDB_API_LEVEL
+    assert health["version"].split(".")[:2] == cyborgdb.__version__.split(".")[:2]
+    assert health["ciphervec_version"] == importlib.metadata.version("ciphervec")

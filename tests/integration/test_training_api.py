@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
@@ -163,6 +164,19 @@ async def eager_client(settings: Settings, api_key: str) -> AsyncIterator[httpx.
     eager = settings.model_copy(update={"auto_train_threshold": 500})
     async with app_client(eager, api_key=api_key) as http:
         yield http
+
+
+async def test_ids_repeated_in_one_upsert_count_once_towards_the_threshold(
+    eager_client: httpx.AsyncClient, index_name: str, index_key: str
+) -> None:
+    body = await create_index(eager_client, index_name, index_key)
+    vectors = _clustered(600)
+    batch = {"ids": [f"v{i % 300}" for i in range(600)],
+             "vectors_b64": base64.b64encode(vectors.astype("<f4").tobytes()).decode(),
+             "dimension": vectors.shape[1]}
+    response = await eager_client.post("/vectors/upsert_binary", json={**body, "batch": batch})
+    assert response.json() == {"status": "success", "message": "Upserted 300 vectors"}
+    assert (await eager_client.post("/vectors/num_vectors", json=body)).json() == {"result": 300}
 
 
 async def test_upsert_past_the_threshold_triggers_background_training(

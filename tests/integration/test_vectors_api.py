@@ -11,6 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
+from app.config import Settings
+
 
 def _items(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [
@@ -172,13 +174,44 @@ async def test_dimension_mismatch_is_unprocessable_and_writes_nothing(
     assert await _count(client, index) == 0
 
 
-async def test_duplicate_ids_in_one_batch_are_unprocessable_and_write_nothing(
+async def test_an_id_given_twice_in_one_upsert_is_stored_as_its_last_occurrence(
     client: httpx.AsyncClient, index: dict[str, Any]
 ) -> None:
-    items = _items(2) + _items(1)
+    later = {"id": "doc-0", "vector": [9.0, 9.0, 9.0, 9.0], "contents": "later",
+             "metadata": {"n": 99}}
+    response = await client.post(
+        "/vectors/upsert", json={**index, "items": [*_items(2), later]}
+    )
+    assert response.json()["message"] == "Upserted 2 vectors"
+    got = await client.post("/vectors/get", json={**index, "ids": ["doc-0", "doc-1"]})
+    assert got.json()["results"][0] == later
+    assert got.json()["results"][1]["contents"] == "text 1"
+    assert await _count(client, index) == 2
+
+
+async def test_an_id_given_twice_in_one_binary_upsert_is_stored_as_its_last_occurrence(
+    client: httpx.AsyncClient, index: dict[str, Any]
+) -> None:
+    vectors = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], dtype=np.float32)
+    batch = {"ids": ["a", "b", "a"], "vectors_b64": base64.b64encode(vectors.tobytes()).decode(),
+             "dimension": 4, "contents": ["first", "b", "last"]}
+    response = await client.post("/vectors/upsert_binary", json={**index, "batch": batch})
+    assert response.json()["message"] == "Upserted 2 vectors"
+    got = await client.post("/vectors/get", json={**index, "ids": ["a"]})
+    assert got.json()["results"][0]["vector"] == [0.0, 0.0, 1.0, 0.0]
+    assert got.json()["results"][0]["contents"] == "last"
+    assert await _count(client, index) == 2
+
+
+async def test_an_oversized_item_is_named_by_its_position_in_the_request_after_duplicates(
+    client: httpx.AsyncClient, index: dict[str, Any], settings: Settings
+) -> None:
+    big = {"id": "big", "vector": [1.0, 1.0, 1.0, 1.0],
+           "contents": "x" * (settings.max_item_bytes + 1)}
+    items = [*_items(1), *_items(1), big]
     response = await client.post("/vectors/upsert", json={**index, "items": items})
-    assert response.status_code == 422
-    assert "Duplicate ids" in response.json()["detail"] and "doc-0" in response.json()["detail"]
+    assert response.status_code == 413
+    assert "item 2 of the request" in response.text
     assert await _count(client, index) == 0
 
 
