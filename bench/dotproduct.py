@@ -8,6 +8,9 @@ Workloads:
   [0.5, 2]. The model's own outputs are unit length (its pipeline ends in a
   Normalize layer), and on unit vectors the dot product ranks like cosine:
   the scaling makes the lengths vary 4x, which is what the metric is for.
+- `realtext`: the same scaling of the real-data corpus of bench/real_text.py
+  (28,200 English sentences from installed docstrings, embedded once and
+  cached in bench/.data/; `python -m bench.real_text` builds the cache).
 - `varied`: clustered synthetic vectors whose lengths spread over 0.1-10
   (tests/support/vectors.py, `varied_norms`). With `--foreign-queries` the
   queries come from other cluster centres than the data (directions the
@@ -21,6 +24,7 @@ again at the other metrics' auto n_probes. Truth is numpy's exact
 inner product in float64. Results go to bench/results/dotproduct-<workload>.json.
 
     python -m bench.dotproduct                          # 20,000 sentences + 500 queries
+    python -m bench.dotproduct --workload realtext --n 25000
     python -m bench.dotproduct --workload varied --n 50000 --dim 128
     python -m bench.dotproduct --save-embeddings e.npy  # keep the embeddings (about 10 min
     python -m bench.dotproduct --embeddings e.npy       # to compute on 2 busy cores)
@@ -46,6 +50,9 @@ from bench.run import RESULTS, ciphervec_server
 from tests.support.vectors import varied_norms
 
 TOP_K = 10
+# The corpus size bench/real_text.py embeds and caches by default (25,000 +
+# 3,000 live + 200 queries); a smaller corpus is a prefix of it.
+REAL_TEXT_SENTENCES = 28_200
 
 
 def sentence_vectors(n: int, embeddings: Path | None, save: Path | None) -> np.ndarray:
@@ -65,6 +72,18 @@ def sentence_vectors(n: int, embeddings: Path | None, save: Path | None) -> np.n
         raise SystemExit(f"{len(unit)} embeddings given, {n} needed")
     scale = np.random.default_rng(0).uniform(0.5, 2.0, size=(n, 1))
     return np.asarray(unit * scale, dtype=np.float32)
+
+
+def real_text_vectors(n: int) -> np.ndarray:
+    """The first `n` sentences of bench/real_text.py's corpus (a fixed shuffle),
+    each scaled by a seeded random factor in [0.5, 2]."""
+    from bench.real_text import embedded_corpus  # noqa: PLC0415 - walks installed sources
+
+    _, unit = embedded_corpus(REAL_TEXT_SENTENCES)
+    if n > len(unit):
+        raise SystemExit(f"the real-text corpus has {len(unit):,} sentences, {n:,} needed")
+    scale = np.random.default_rng(0).uniform(0.5, 2.0, size=(n, 1))
+    return np.asarray(unit[:n] * scale, dtype=np.float32)
 
 
 def measure(base: str, api_key: str, vectors: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
@@ -104,7 +123,8 @@ def measure(base: str, api_key: str, vectors: np.ndarray, queries: np.ndarray) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workload", choices=["sentences", "varied"], default="sentences")
+    parser.add_argument("--workload", choices=["sentences", "realtext", "varied"],
+                        default="sentences")
     parser.add_argument("--n", type=int, default=20_000, help="vectors indexed")
     parser.add_argument("--queries", type=int, default=500, help="held-out query vectors")
     parser.add_argument("--dim", type=int, default=128, help="dimension (varied only)")
@@ -114,8 +134,12 @@ def main() -> None:
     parser.add_argument("--save-embeddings", type=Path)
     args = parser.parse_args()
     total = args.n + args.queries
-    rows = (sentence_vectors(total, args.embeddings, args.save_embeddings)
-            if args.workload == "sentences" else varied_norms(total, args.dim))
+    if args.workload == "sentences":
+        rows = sentence_vectors(total, args.embeddings, args.save_embeddings)
+    elif args.workload == "realtext":
+        rows = real_text_vectors(total)
+    else:
+        rows = varied_norms(total, args.dim)
     vectors, queries = rows[: args.n], rows[args.n :]
     if args.workload == "varied" and args.foreign_queries:
         queries = varied_norms(args.queries, args.dim, seed=1)
