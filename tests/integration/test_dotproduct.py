@@ -73,6 +73,20 @@ async def test_trained_index_keeps_recall_at_10_above_095_with_auto_probes_on_va
     assert recall >= 0.95
 
 
+async def test_training_within_max_memory_finds_the_largest_norm_in_a_streamed_pass(
+    client: httpx.AsyncClient, index_name: str, index_key: str
+) -> None:
+    rows = varied_norms(3100, 32, seed=5)
+    vectors, queries = rows[:3000], rows[3000:]
+    body = await create_index(client, index_name, index_key, dimension=32, metric="dotproduct")
+    await upsert_vectors(client, body, vectors)
+    response = await client.post(
+        "/indexes/train", json={**body, "max_memory": 8, "batch_size": 256}
+    )
+    assert response.status_code == 200, response.text
+    assert await recall_at_10(client, body, vectors, queries, "dotproduct") >= 0.95
+
+
 async def test_a_vector_longer_than_any_trained_one_is_found_after_training(
     client: httpx.AsyncClient, index_name: str, index_key: str
 ) -> None:
