@@ -25,7 +25,7 @@ from app.errors import CiphervecError, TenantExists
 from app.localpg import LocalPostgres, embedded_cluster_dir
 from app.logs import configure_logging
 from app.ops import bench as benchmark
-from app.ops import transfer
+from app.ops import pgvector_source, transfer
 from app.services import auth, indexes
 from app.services.context import ServiceContext
 from app.store.db import Database
@@ -131,7 +131,7 @@ def _with_context(settings: Settings, work: Callable[[ServiceContext], Awaitable
     except CiphervecError as exc:
         typer.echo(f"Error: {exc.detail}", err=True)
         raise typer.Exit(code=1) from None
-    except transfer.TransferFailed as exc:
+    except (transfer.TransferFailed, pgvector_source.SourceUnusable) as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=1) from None
 
@@ -285,9 +285,12 @@ def _progress_bar() -> Progress:
 @cli.command("import")
 def import_items(
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                             help="A .npy array (one vector per row) or a .jsonl file.")
-    ],
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, readable=True,
+                       help="A .npy array (one vector per row) or a .jsonl file; leave out "
+                            "with --pgvector-url."),
+    ] = None,
+    *,
     index: IndexOption,
     index_key: IndexKeyOption = None,
     index_key_file: IndexKeyFileOption = None,
@@ -299,20 +302,74 @@ def import_items(
                      help="For .npy: a text file with one id per row (default: row numbers)."),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(min=1, help="Stop after this many records; re-run to go on.")
+        int | None,
+        typer.Option(min=1, help="Stop after this many records (rows); re-run to go on."),
     ] = None,
     progress_file: Annotated[
-        Path | None, typer.Option(help="Where progress is kept (default: FILE.progress).")
+        Path | None,
+        typer.Option(help="Where progress is kept (default: FILE.progress, or "
+                          "pgvector-TENANT-INDEX.progress in the current directory)."),
     ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Ignore recorded progress and start over.")
     ] = False,
+    pgvector_url: Annotated[
+        str | None,
+        typer.Option(
+            "--pgvector-url", envvar="CIPHERVEC_PGVECTOR_URL", show_envvar=True,
+            rich_help_panel="pgvector source",
+            help="Read from this PostgreSQL database (postgresql://user@host:port/db); "
+                 "keep the password in PGPASSWORD or ~/.pgpass, not on the command line.",
+        ),
+    ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(rich_help_panel="pgvector source",
+                     help="The table (or view) to read, schema-qualified if need be."),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(rich_help_panel="pgvector source",
+                     help="A SELECT to read instead of a table; it is run once per batch "
+                          "with a condition on the id column added."),
+    ] = None,
+    id_column: Annotated[
+        str, typer.Option(rich_help_panel="pgvector source",
+                          help="Unique id column, of any type (ids are its text form).")
+    ] = "id",
+    vector_column: Annotated[
+        str, typer.Option(rich_help_panel="pgvector source",
+                          help="vector, halfvec, real[] or double precision[] column.")
+    ] = "embedding",
+    contents_column: Annotated[
+        str | None, typer.Option(rich_help_panel="pgvector source",
+                                 help="Column of the items' contents (read as text).")
+    ] = None,
+    metadata_column: Annotated[
+        str | None, typer.Option(rich_help_panel="pgvector source",
+                                 help="json or jsonb column of the items' metadata.")
+    ] = None,
 ) -> None:
-    """Upsert the items of FILE into an existing index, resuming an interrupted import."""
+    """Upsert the items of FILE, or of a pgvector table or query, into an existing index,
+    resuming an interrupted import."""
     key = _index_key(index_key, index_key_file)
     settings = Settings()
     if batch_size > settings.max_batch_items:
         raise typer.BadParameter(f"at most {settings.max_batch_items}", param_hint="--batch-size")
+    if pgvector_url is not None:
+        if file is not None or ids is not None:
+            raise typer.BadParameter("FILE and --ids do not go with --pgvector-url")
+        spec = pgvector_source.SourceSpec(
+            pgvector_url, table, query, id_column, vector_column, contents_column,
+            metadata_column,
+        )
+        _import_pgvector(settings, spec, tenant, index, key, batch_size=batch_size,
+                         limit=limit, progress=transfer.ProgressFile(
+                             progress_file or Path(f"pgvector-{tenant}-{index}.progress")),
+                         restart=restart)
+        return
+    if file is None:
+        raise typer.BadParameter("give FILE or --pgvector-url")
     progress = transfer.ProgressFile(progress_file) if progress_file else (
         transfer.ProgressFile.beside(file)
     )
@@ -328,21 +385,70 @@ def import_items(
                 ctx, tenant, index, key, source, progress, batch_size=batch_size, limit=limit,
                 on_batch=lambda done: bar.update(task, completed=done),
             )
-        if outcome.training_started or ctx.background:
-            typer.echo("Waiting for the training this import started...", err=True)
-            await transfer.finish_background_work(ctx)
+        await _finish_training(ctx, outcome.training_started)
         return outcome
 
-    try:
-        outcome = _with_context(settings, work)
-    except KeyboardInterrupt:
-        typer.echo(f"Interrupted; run the same command again to resume ({progress.path}).",
-                   err=True)
-        raise typer.Exit(code=130) from None
+    outcome = _interruptible_import(settings, work, progress)
     if outcome.started_at:
         typer.echo(f"Resumed after record {outcome.started_at}.", err=True)
     typer.echo(f"Imported {outcome.items} items (records {outcome.started_at}-"
                f"{outcome.stopped_at} of {outcome.total}) into '{index}'.", err=True)
+    if not outcome.complete:
+        typer.echo(f"Stopped early; run the same command again to continue ({progress.path}).",
+                   err=True)
+
+
+async def _finish_training(ctx: ServiceContext, started: bool) -> None:
+    if started or ctx.background:
+        typer.echo("Waiting for the training this import started...", err=True)
+        await transfer.finish_background_work(ctx)
+
+
+def _interruptible_import(
+    settings: Settings, work: Callable[[ServiceContext], Awaitable[T]],
+    progress: transfer.ProgressFile,
+) -> T:
+    try:
+        return _with_context(settings, work)
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted; run the same command again to resume ({progress.path}).",
+                   err=True)
+        raise typer.Exit(code=130) from None
+
+
+def _import_pgvector(
+    settings: Settings, spec: pgvector_source.SourceSpec, tenant: str, index: str, key: bytes,
+    *, batch_size: int, limit: int | None, progress: transfer.ProgressFile, restart: bool,
+) -> None:
+    """`import --pgvector-url`: read the source in id order, print the counts at the end."""
+    if restart:
+        progress.clear()
+
+    async def work(ctx: ServiceContext) -> transfer.PgvectorOutcome:
+        source = await pgvector_source.PgvectorSource.open(spec)
+        try:
+            with _progress_bar() as bar:
+                task = bar.add_task(f"import {spec.table or 'query'}", total=None)
+                outcome = await transfer.import_pgvector(
+                    ctx, tenant, index, key, source, progress, batch_size=batch_size,
+                    limit=limit,
+                    on_batch=lambda read, total: bar.update(task, completed=read, total=total),
+                )
+        finally:
+            await source.close()
+        await _finish_training(ctx, outcome.training_started)
+        return outcome
+
+    outcome = _interruptible_import(settings, work, progress)
+    so_far = outcome.so_far
+    if outcome.resumed:
+        typer.echo("Resumed from the progress file; counts include the earlier runs.", err=True)
+    typer.echo(f"Read {so_far.read} of {outcome.source_rows - outcome.null_ids} rows, imported "
+               f"{so_far.imported} items into '{index}', skipped {so_far.skipped}.", err=True)
+    for item_id, reason in outcome.skipped_examples:
+        typer.echo(f"  skipped {item_id!r}: {reason}", err=True)
+    if outcome.null_ids:
+        typer.echo(f"{outcome.null_ids} rows with a NULL id were not read.", err=True)
     if not outcome.complete:
         typer.echo(f"Stopped early; run the same command again to continue ({progress.path}).",
                    err=True)

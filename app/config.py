@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     retrain_growth: float = Field(
         default=2.0, gt=1.0, description="Retrain when items reach this multiple of the last train."
     )
+    auto_train_quiet_s: float = Field(
+        default=2.0, ge=0,
+        description="Auto-training waits until the index has taken no write (in this "
+        "process) for this long, so a bulk load is trained once, at its end.",
+    )
+    auto_train_max_delay_s: float = Field(
+        default=60.0, ge=0,
+        description="Auto-training starts after this long even if writes keep coming.",
+    )
     train_wait_s: float = Field(
         default=600.0, ge=0,
         description="How long a train request waits for a training or compaction already "

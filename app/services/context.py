@@ -30,6 +30,9 @@ class ServiceContext:
     metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     compaction_checks: dict[int, float] = field(default_factory=dict)
+    # Per index: when this process last wrote to it, and a training waiting for quiet.
+    last_writes: dict[int, float] = field(default_factory=dict)
+    trainings_due: set[int] = field(default_factory=set)
     overwrites: dict[tuple[str, str], float] = field(default_factory=dict)
     views: dict[tuple[str, str], SearchView] = field(default_factory=dict)
 

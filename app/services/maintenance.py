@@ -2,6 +2,13 @@
 its blocks have gone stale or fragmented. Both run in the background under the
 index's advisory lock, so across all service processes one job runs per index.
 
+Auto-training waits for a pause in the writes (CIPHERVEC_AUTO_TRAIN_QUIET_S,
+at most CIPHERVEC_AUTO_TRAIN_MAX_DELAY_S): started in the middle of a bulk
+load, it would train on a fraction of the items, slow the rest of the load
+down (trained upserts assign lists and write a small block per list) and be
+repeated as the index doubled. When it wakes, it checks the index again: a
+train request may have done the work meanwhile.
+
 The background job keeps the index's cipher (derived from the key of the
 request that started it) only until it finishes.
 """
@@ -21,6 +28,7 @@ from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex
 from app.services.locking import maintenance_lock
 from app.services.training import TrainParams, run_locked
+from app.store import indexes as index_repo
 from app.store.indexes import IndexRow
 
 log = logging.getLogger("ciphervec.maintenance")
@@ -45,15 +53,16 @@ def wants_training(ctx: ServiceContext, row: IndexRow, n_items: int) -> bool:
 
 
 async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> AfterWrite:
-    """Start auto-training or compaction in the background when due."""
-    if wants_training(ctx, opened.row, n_items):
-        try:
-            if await _start(ctx, opened.cipher, opened.row, train=True):
-                return AfterWrite(f"Index training has been triggered (vectors: {n_items})")
-        except CiphervecError as exc:
-            return AfterWrite(warning=f"Auto-training check failed: {exc.detail}")
-        return AfterWrite()
+    """Start compaction in the background when due; schedule auto-training."""
+    row = opened.row
     now = time.monotonic()
+    ctx.last_writes[row.id] = now
+    if wants_training(ctx, row, n_items):
+        if row.id in ctx.trainings_due:
+            return AfterWrite()
+        ctx.trainings_due.add(row.id)
+        ctx.spawn(asyncio.create_task(_train_when_quiet(ctx, opened.cipher, row, now)))
+        return AfterWrite(f"Index training has been triggered (vectors: {n_items})")
     last = ctx.compaction_checks.setdefault(opened.row.id, now)
     if now - last >= ctx.settings.compaction_check_interval_s:
         ctx.compaction_checks[opened.row.id] = now
@@ -62,6 +71,29 @@ async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> A
         except CiphervecError as exc:
             log.warning("compaction check failed: %s", exc.detail)
     return AfterWrite()
+
+
+async def _train_when_quiet(
+    ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, since: float
+) -> None:
+    """Auto-train the index once its writes pause, if it still needs it then."""
+    settings = ctx.settings
+    try:
+        while True:
+            quiet_at = ctx.last_writes.get(row.id, since) + settings.auto_train_quiet_s
+            wake = min(quiet_at, since + settings.auto_train_max_delay_s)
+            if (delay := wake - time.monotonic()) <= 0:
+                break
+            await asyncio.sleep(delay)
+    finally:
+        ctx.trainings_due.discard(row.id)
+    try:
+        async with ctx.db.transaction() as conn:
+            now = await index_repo.find_index(conn, row.tenant, row.name)
+        if now is not None and now.id == row.id and wants_training(ctx, now, now.n_items):
+            await _start(ctx, cipher, now, train=True)
+    except CiphervecError as exc:
+        log.warning("auto-training check of index %s failed: %s", row.id, exc.detail)
 
 
 async def _start(ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, *, train: bool) -> bool:

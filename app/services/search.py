@@ -35,7 +35,7 @@ from app.errors import (
 )
 from app.filters import FilterError, compile_filter
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
-from app.ivf.kmeans import auto_n_probes, nearest_lists
+from app.ivf.kmeans import auto_n_probes, probe_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import texts as text_service
 from app.services.blockstore import MissingCentroids, open_blocks_off_loop
@@ -205,9 +205,9 @@ async def _search(
     refs: Sequence[BlockRef] = view.blocks
     probes = None
     if centroids is not None:
-        n_probes = spec.n_probes or auto_n_probes(len(centroids))
+        n_probes = spec.n_probes or auto_n_probes(len(centroids), metric)
         probes = await run_cpu(
-            lambda: nearest_lists(queries, centroids, metric, n_probes),
+            lambda: probe_lists(queries, centroids, metric, n_probes),
             heavy=queries.size * len(centroids) > _SCORES_IN_PLACE,
         )
         tags = {opened.cipher.list_tag(version, n): n for n in np.unique(probes).tolist()}

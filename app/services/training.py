@@ -7,8 +7,9 @@
    mini-batches of `batch_size` until the centroids settle or `max_iters`
    passes (see app.ivf.kmeans). When the vectors fit `max_memory`, they are
    read and decrypted once and held for every pass; otherwise each pass
-   streams them again through a shuffle buffer. A retrain into as many lists
-   starts from the active version's centroids.
+   streams them again through a shuffle buffer (for the dot product, after
+   a pass that finds the largest norm). A retrain into as many lists starts
+   from the active version's centroids.
 3. Assign: write every live vector into the new version's blocks (invisible,
    since the version is not active yet), and the list each went into in the
    version's list map (see app.services.places).
@@ -43,7 +44,13 @@ from app.crypto.index_cipher import IndexCipher
 from app.errors import Conflict, IndexNotFound, InvalidInput
 from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
-from app.ivf.kmeans import StreamingKMeans, auto_n_lists, nearest_lists, sample_size
+from app.ivf.kmeans import (
+    StreamingKMeans,
+    auto_n_lists,
+    largest_norm,
+    nearest_lists,
+    sample_size,
+)
 from app.ivf.vectors import Matrix
 from app.services.blockstore import (
     open_blocks,
@@ -332,16 +339,25 @@ async def run_locked(
         await list_map_repo.delete_version(conn, row.id, new)
         previous = await ctx.centroids.load(conn, cipher, old)
 
+    if plan.hold:
+        seqs, vectors = await run.hold(old, snapshot.next_seq, live, dimension)
+    max_norm = 0.0
+    if run.metric is Metric.DOTPRODUCT:
+        # The lift (see app.ivf.kmeans) needs the largest norm before k-means
+        # sees its first vector: streamed, that takes a pass of its own.
+        if plan.hold:
+            max_norm = await asyncio.to_thread(largest_norm, vectors)
+        else:
+            async for _, page in run.pages(old, 0, snapshot.next_seq, live):
+                max_norm = max(max_norm, largest_norm(page))
     kmeans = StreamingKMeans(
         n_lists, run.metric, batch_size=params.batch_size, tolerance=params.tolerance,
-        buffer_vectors=plan.buffer_vectors,
+        buffer_vectors=plan.buffer_vectors, max_norm=max_norm,
         # A retrain into as many lists starts from the active version's centroids:
         # unless the data changed much since, a pass or two settles them, where
         # k-means++ would start over.
         init=previous if previous is not None and len(previous) == n_lists else None,
     )
-    if plan.hold:
-        seqs, vectors = await run.hold(old, snapshot.next_seq, live, dimension)
     passes = 0
     for passes in range(1, params.max_iters + 1):
         if plan.hold:

@@ -68,7 +68,10 @@ indexes = Table(
     Column("tenant", Text, nullable=False, comment="Tenant that owns the index."),
     Column("name", Text, nullable=False, comment="Index name as clients address it."),
     Column("dimension", Integer, nullable=False, comment="Vector dimension; 0 until first upsert."),
-    Column("metric", Text, nullable=False, comment="euclidean, squared_euclidean or cosine."),
+    Column(
+        "metric", Text, nullable=False,
+        comment="euclidean, squared_euclidean, cosine or dotproduct.",
+    ),
     Column(
         "key_provider", Text, nullable=False,
         comment="Who wraps the DEK: sdk (the client's index_key), local or aws (a KMS).",

@@ -10,6 +10,7 @@ import pytest
 from cyborgdb import AuthenticationError, Client, NotFoundError, ValidationError
 
 from tests.support.corpus import TOPICS
+from tests.support.vectors import varied_norms
 
 
 @pytest.fixture
@@ -163,3 +164,33 @@ def test_a_refused_name_is_a_validation_error_through_the_client(
 ) -> None:
     with pytest.raises(ValidationError, match="index names are printable"):
         cyborg.create_index(unusable, index_key=secrets.token_bytes(32), dimension=4)
+
+
+def test_a_dotproduct_index_created_as_cyborgdb_migrate_does_ranks_by_inner_product(
+    cyborg: Client,
+) -> None:
+    # cyborgdb-migrate 0.18 (destination.py) maps Milvus IP, Qdrant Dot and
+    # Weaviate dot to metric "dotproduct" and passes these keyword arguments.
+    key, name = secrets.token_bytes(32), _name()
+    index = cyborg.create_index(index_name=name, dimension=16, index_key=key, metric="dotproduct")
+    assert cyborg.load_index(name, index_key=key).metric == "dotproduct"
+    vectors = varied_norms(2100, 16, seed=3)
+    stored, queries = vectors[:2000], vectors[2000:]
+    ids = [f"p{i}" for i in range(len(stored))]
+    for start in range(0, len(stored), 500):
+        index.upsert([{"id": ids[i], "vector": stored[i].tolist()}
+                      for i in range(start, start + 500)])
+    products = queries.astype(np.float64) @ stored.astype(np.float64).T
+
+    exact = index.query(query_vectors=queries[0].tolist(), top_k=5, include=["distance"])
+    best = np.argsort(-products[0])[:5]
+    assert [hit["id"] for hit in exact] == [ids[i] for i in best]
+    assert [hit["distance"] for hit in exact] == pytest.approx(-products[0][best], rel=1e-6)
+
+    index.train()
+    assert index.is_trained()
+    trained = index.query(query_vectors=queries, top_k=10)
+    found = [{int(hit["id"][1:]) for hit in hits} for hits in trained]
+    truth = np.argsort(-products, axis=1)[:, :10]
+    recall = np.mean([len(f & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.95

@@ -1,7 +1,8 @@
 """CyborgDB's own migration tool, `cyborgdb-migrate` 0.18 (PyPI), run unchanged
 against ciphervec: its version check passes, and its headless CLI moves a local
 ChromaDB collection into ciphervec item by item, checked through the official
-client."""
+client; and the index it creates for a dot product source (metric "dotproduct")
+ranks by inner product."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ from typing import Any
 
 import chromadb
 import numpy as np
+import pytest
 from cyborgdb import Client
+from cyborgdb_migrate.destination import CyborgDestination
+from cyborgdb_migrate.models import VectorRecord
 from cyborgdb_migrate.version_check import verify_server_version
+
+from tests.support.vectors import varied_norms
 
 N_ITEMS, DIMENSION = 2_500, 48
 
@@ -80,3 +86,32 @@ def test_a_chromadb_collection_migrates_intact_through_the_headless_cli(
         assert item["metadata"] == metadata
         contents = item["contents"]
         assert (contents.decode() if isinstance(contents, bytes) else contents) == document
+
+
+def test_the_tools_destination_creates_a_dotproduct_index_for_a_dot_product_source(
+    base_url: str, api_key: str
+) -> None:
+    # The CLI passes a source's metric to CyborgDestination.create_index: a Qdrant
+    # Dot, Milvus IP or Weaviate dot collection arrives as "dotproduct". No such
+    # server runs here, so the tool's destination is driven as its CLI drives it.
+    destination = CyborgDestination()
+    destination.connect(base_url, api_key)
+    key = Client.generate_key(save=False)
+    name = f"migrated-dot-{uuid.uuid4().hex[:8]}"
+    destination.create_index(name=name, dimension=16, index_key=key, metric="dotproduct")
+    rows = varied_norms(1001, 16, seed=4)
+    vectors, query = rows[:1000], rows[1000]
+    for start in range(0, len(vectors), 250):
+        destination.upsert_batch([
+            VectorRecord(id=f"dot-{i}", vector=vectors[i].tolist())
+            for i in range(start, start + 250)
+        ])
+    assert destination.get_count() == len(vectors)
+
+    index = Client(base_url, api_key=api_key).load_index(name, key)
+    assert index.metric == "dotproduct"
+    hits = index.query(query_vectors=query.tolist(), top_k=5, include=["distance"])
+    products = vectors.astype(np.float64) @ query.astype(np.float64)
+    best = np.argsort(-products)[:5]
+    assert [hit["id"] for hit in hits] == [f"dot-{i}" for i in best]
+    assert [hit["distance"] for hit in hits] == pytest.approx(-products[best], rel=1e-6)

@@ -75,13 +75,14 @@ async def test_training_runs_requested_through_both_processes_at_once_run_one_af
         items = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(vectors)]
         assert first.post("/vectors/upsert", json={**index, "items": items}).is_success
 
-        def train(http: httpx.Client) -> int:
+        # Different list counts, so that the second run does not stand on the first's.
+        def train(http: httpx.Client, n_lists: int) -> int:
             return http.post("/indexes/train", json={
-                **index, "n_lists": 32, "max_iters": 30, "tolerance": 0,
+                **index, "n_lists": n_lists, "max_iters": 30, "tolerance": 0,
             }).status_code
 
         with ThreadPoolExecutor(2) as pool:
-            statuses = list(pool.map(train, [first, second]))
+            statuses = list(pool.map(train, [first, second], [32, 48]))
         assert statuses == [200, 200]
         assert _top_ids(second, index, vectors[17].tolist())[0] == "17"
 

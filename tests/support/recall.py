@@ -39,6 +39,9 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str) -> 
         v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
         return np.argsort(-(q @ v.T), axis=1)[:, :k]
+    if metric == "dotproduct":
+        return np.argsort(-(queries.astype(np.float64) @ vectors.astype(np.float64).T),
+                          axis=1)[:, :k]
     d = ((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(-1)
     return np.argsort(d, axis=1)[:, :k]
 

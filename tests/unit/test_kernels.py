@@ -21,7 +21,15 @@ from app.ivf.blocks import (
     unpack_list_map,
 )
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
-from app.ivf.kmeans import nearest_lists
+from app.ivf.kmeans import (
+    StreamingKMeans,
+    auto_n_probes,
+    largest_norm,
+    lift_vectors,
+    mips_centroids,
+    nearest_lists,
+    probe_lists,
+)
 from app.ivf.vectors import matrix_from_base64, vector_matrix
 from app.services.blockstore import (
     entry_blocks,
@@ -217,6 +225,8 @@ def test_scan_then_exact_rerank_matches_brute_force(metric: Metric) -> None:
     v64, q64 = vectors.astype(np.float64), query[0].astype(np.float64)
     if metric is Metric.COSINE:
         brute = 1 - (v64 @ q64) / (np.linalg.norm(v64, axis=1) * np.linalg.norm(q64))
+    elif metric is Metric.DOTPRODUCT:
+        brute = -(v64 @ q64)
     else:
         brute = ((v64 - q64) ** 2).sum(axis=1)
         if metric is Metric.EUCLIDEAN:
@@ -228,7 +238,7 @@ def test_scan_then_exact_rerank_matches_brute_force(metric: Metric) -> None:
     assert np.allclose(np.sort(exact)[:10], np.sort(brute)[:10])
 
 
-@pytest.mark.parametrize("metric", list(Metric))
+@pytest.mark.parametrize("metric", [m for m in Metric if m is not Metric.DOTPRODUCT])
 @pytest.mark.parametrize("count", [1, 5])
 def test_nearest_lists_are_the_nearest_centroids_nearest_first(metric: Metric, count: int) -> None:
     rng = np.random.default_rng(1)
@@ -240,6 +250,78 @@ def test_nearest_lists_are_the_nearest_centroids_nearest_first(metric: Metric, c
     assert nearest_lists(vectors, centroids, metric, count).tolist() == (
         np.argsort(brute, axis=1)[:, :count].tolist()
     )
+
+
+def test_dot_product_distance_is_minus_the_inner_product_and_ranks_longer_vectors_first() -> None:
+    vectors = np.array([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0], [-2.0, 1.0]], dtype=np.float32)
+    query = np.array([[2.0, 0.5]], dtype=np.float32)
+    assert exact_distances(query[0], vectors, Metric.DOTPRODUCT).tolist() == [-2.0, -6.0, -2.5, 3.5]
+    assert smallest(scan_scores(query, vectors, Metric.DOTPRODUCT)[0], 4).tolist() == [1, 2, 0, 3]
+
+
+def _varied_norms(rng: np.random.Generator, n: int, dimension: int) -> np.ndarray:
+    """Gaussian directions with lengths spread log-uniformly over 0.1-10."""
+    lengths = np.exp(rng.uniform(np.log(0.1), np.log(10.0), size=(n, 1)))
+    directions = rng.normal(size=(n, dimension))
+    return np.asarray(directions / np.linalg.norm(directions, axis=1, keepdims=True) * lengths,
+                      dtype=np.float32)
+
+
+def _lifted_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return np.asarray(((points[:, None, :] - centroids[None, :, :]) ** 2).sum(-1))
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_dot_product_assigns_a_stored_vector_to_its_nearest_lifted_centroid(count: int) -> None:
+    rng = np.random.default_rng(2)
+    vectors = _varied_norms(rng, 300, 16)
+    norm = largest_norm(vectors)
+    lifted = lift_vectors(vectors, norm)
+    assert np.allclose(np.linalg.norm(lifted.astype(np.float64), axis=1), norm)
+    centers = lifted[rng.choice(300, 40, replace=False)] * np.float32(0.9)
+    found = nearest_lists(vectors, mips_centroids(centers, norm), Metric.DOTPRODUCT, count)
+    distances = _lifted_distances(lifted.astype(np.float64), centers.astype(np.float64))
+    brute = np.argsort(distances, axis=1)[:, :count]
+    assert found.tolist() == brute.tolist()
+
+
+def test_dot_product_probes_lists_by_the_queries_direction_not_their_length() -> None:
+    rng = np.random.default_rng(3)
+    vectors = _varied_norms(rng, 300, 16)
+    norm = largest_norm(vectors)
+    centers = lift_vectors(vectors[:40], norm) * np.float32(0.9)
+    centroids = mips_centroids(centers, norm)
+    queries = _varied_norms(rng, 50, 16)
+    probes = probe_lists(queries, centroids, Metric.DOTPRODUCT, 5)
+    # The query lifted onto the sphere of radius M: [M q/|q|, 0].
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    lifted = np.hstack([norm * unit.astype(np.float64), np.zeros((50, 1))])
+    brute = np.argsort(_lifted_distances(lifted, centers.astype(np.float64)), axis=1)[:, :5]
+    assert probes.tolist() == brute.tolist()
+    scaled = probe_lists(queries * np.float32(7.0), centroids, Metric.DOTPRODUCT, 5)
+    assert scaled.tolist() == probes.tolist()
+
+
+def test_dot_product_lifts_a_vector_longer_than_the_trained_norm_with_zero() -> None:
+    lifted = lift_vectors(np.array([[3.0, 4.0], [0.0, 1.0]], dtype=np.float32), 2.0)
+    assert lifted.tolist() == [[3.0, 4.0, 0.0], [0.0, 1.0, pytest.approx(np.sqrt(3.0))]]
+
+
+def test_dot_product_centroids_carry_the_trained_norm_beside_the_lifted_centroids() -> None:
+    kmeans = StreamingKMeans(4, Metric.DOTPRODUCT, batch_size=64, tolerance=1e-6, max_norm=10.0)
+    kmeans.feed(_varied_norms(np.random.default_rng(4), 64, 3))
+    kmeans.end_pass()
+    assert kmeans.centroids.shape == (4, 5)
+    assert kmeans.centroids[:, -1].tolist() == [10.0] * 4
+
+
+@pytest.mark.parametrize(("n_lists", "others", "dot"), [(16, 8, 16), (283, 17, 34), (10, 8, 10)])
+def test_dot_product_probes_twice_the_lists_other_metrics_probe_by_default(
+    n_lists: int, others: int, dot: int
+) -> None:
+    assert auto_n_probes(n_lists, Metric.EUCLIDEAN) == others
+    assert auto_n_probes(n_lists, Metric.COSINE) == others
+    assert auto_n_probes(n_lists, Metric.DOTPRODUCT) == dot
 
 
 def test_cosine_distance_of_a_zero_vector_is_one() -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from sklearn.datasets import make_blobs
 
 from app.ivf.distance import Metric
-from app.ivf.kmeans import StreamingKMeans
+from app.ivf.kmeans import StreamingKMeans, largest_norm
 from app.ivf.vectors import Matrix
 
 CENTERS = 20
@@ -122,3 +122,15 @@ def test_a_warm_start_never_ends_worse_than_the_centroids_it_was_given() -> None
 def _sse(vectors: Matrix, centroids: Matrix) -> float:
     distances = ((vectors[:, None, :] - centroids[None]) ** 2).sum(axis=2)
     return float(distances.min(axis=1).sum())
+
+
+def test_a_dot_product_warm_start_begins_from_the_stored_centroids() -> None:
+    vectors, _ = _list_ordered()
+    norm = largest_norm(vectors)
+    settled = StreamingKMeans(CENTERS, Metric.DOTPRODUCT, batch_size=256, tolerance=1e-6,
+                              max_norm=norm)
+    _train_held(settled, vectors)
+    retrained = StreamingKMeans(CENTERS, Metric.DOTPRODUCT, batch_size=256, tolerance=1e-6,
+                                max_norm=norm, init=settled.centroids)
+    assert _train_held(retrained, vectors) == 1
+    assert np.allclose(retrained.centroids, settled.centroids, atol=0.5)

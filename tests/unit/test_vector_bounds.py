@@ -7,12 +7,19 @@ import base64
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.errors import InvalidInput
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
-from app.ivf.kmeans import nearest_lists, prepare
+from app.ivf.kmeans import (
+    largest_norm,
+    lift_vectors,
+    mips_centroids,
+    nearest_lists,
+    prepare,
+    probe_lists,
+)
 from app.ivf.vectors import MAX_SQUARED_NORM, matrix_from_base64, vector_matrix
 from tests.support.vectors import scaled_to
 
@@ -50,11 +57,13 @@ directions = st.lists(
 scales = st.floats(0.0, 1.0, allow_nan=False)
 
 
-@pytest.mark.parametrize("metric", list(Metric))
+@pytest.mark.parametrize("metric", [m for m in Metric if m is not Metric.DOTPRODUCT])
 @given(
     query=directions, others=st.lists(st.tuples(directions, scales), min_size=1, max_size=6),
     sign=st.sampled_from([1.0, -1.0]),
 )
+# A neighbour 1e-5 shorter than the query at the bound: closer than a float32 scan resolves.
+@example(query=[0.25, 1.0, 0.0], others=[([0.25, 1.0, 0.0], 0.99999)], sign=-1.0)
 def test_accepted_vectors_score_finitely_and_a_vector_finds_itself_first(
     metric: Metric, query: list[float], others: list[tuple[list[float], float]], sign: float
 ) -> None:
@@ -71,12 +80,47 @@ def test_accepted_vectors_score_finitely_and_a_vector_finds_itself_first(
     if metric is Metric.COSINE:
         exact, slack = exact_distances(q[0], vectors, metric), 1e-5
     else:
+        # The scan's |v|^2 - 2 q.v resolves about 1e-7 of the squared lengths in it.
         exact = exact_distances(q[0], vectors, Metric.SQUARED_EUCLIDEAN)
-        slack = 1e-5 * float(exact.max())
+        lengths = np.square(vectors.astype(np.float64)).sum(axis=1)
+        slack = 1e-5 * float(max(exact.max(), lengths.max()))
     nearest_enough = np.flatnonzero(exact <= exact.min() + slack)
     assert smallest(scores, 1)[0] in nearest_enough
     # The vectors as centroids (as training would leave them: unit length for cosine).
     assert nearest_lists(q, prepare(vectors, metric), metric)[0, 0] in nearest_enough
+
+
+@given(
+    query=directions, others=st.lists(st.tuples(directions, scales), min_size=1, max_size=6),
+    sign=st.sampled_from([1.0, -1.0]),
+)
+def test_dot_products_of_accepted_vectors_and_their_lift_score_finitely(
+    query: list[float], others: list[tuple[list[float], float]], sign: float
+) -> None:
+    # |q.v| <= |q||v| is within the bound, and the lifted vectors, queries and
+    # centroids all lie within the sphere of radius M, M^2 <= the bound.
+    at_bound = scaled_to(query, MAX_SQUARED_NORM)
+    antipode = [sign * -x for x in at_bound]
+    rows = [antipode, *(scaled_to(d, s * MAX_SQUARED_NORM) for d, s in others), at_bound]
+    vectors = vector_matrix(rows, 3)
+    q = vectors[-1:]
+
+    scores = scan_scores(q, vectors, Metric.DOTPRODUCT)[0]
+    exact = exact_distances(q[0], vectors, Metric.DOTPRODUCT)
+    assert np.isfinite(scores).all() and np.isfinite(exact).all()
+    slack = 1e-5 * float(np.abs(exact).max())
+    assert smallest(scores, 1)[0] in np.flatnonzero(exact <= exact.min() + slack)
+
+    norm = largest_norm(vectors)
+    lifted = lift_vectors(vectors, norm)
+    assert np.isfinite(lifted).all()
+    centroids = mips_centroids(lifted, norm)
+    own = nearest_lists(vectors, centroids, Metric.DOTPRODUCT)[:, 0]
+    l64 = lifted.astype(np.float64)
+    gaps = ((l64[own] - l64) ** 2).sum(axis=1)
+    assert (gaps <= 1e-5 * 4 * norm * norm).all()
+    probe = probe_lists(q, centroids, Metric.DOTPRODUCT, 1)[0, 0]
+    assert probe in np.flatnonzero(exact <= exact.min() + slack)
 
 
 @pytest.mark.parametrize("tiny", [1e-30, 1e-40], ids=["normal", "subnormal"])
