@@ -16,8 +16,8 @@ model (cosine), bench/real_text.py's corpus (embedded once, cached).
     python -m bench.train_speed --workloads clustered-1m    # issue 19's 1M case
 
 clustered-1m (not run by default) is 1,000,000 x 128 trained into 200 lists
-at 10,000 items, as auto-training does, the rest upserted into the trained
-index, then one train into the auto n_lists.
+at 10,000 items, as auto-training did mid-load, the rest upserted into the
+trained index, then one train into the auto n_lists.
 
 Writes each workload's figures into bench/results/train-speed.json.
 """
@@ -104,7 +104,7 @@ def workloads(names: list[str]) -> Iterator[Workload]:
             yield name, embedded[:30_000], embedded[30_000:], "cosine", [train, retrain], None
         elif name == "clustered-1m":
             # Issue 19's case: trained into 200 lists at 10,000 items, as
-            # auto-training does, the rest upserted into the trained index.
+            # auto-training did mid-load, the rest upserted into the trained index.
             vectors, queries = clustered_dataset(1_000_000, 128, QUERIES)
             yield name, vectors, queries, "euclidean", [train], 10_000
 
