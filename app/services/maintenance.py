@@ -33,6 +33,9 @@ from app.store.indexes import IndexRow
 
 log = logging.getLogger("ciphervec.maintenance")
 
+# Least wait before a due training looks again at an index another job holds.
+_BUSY_RETRY_S = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class AfterWrite:
@@ -76,24 +79,38 @@ async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> A
 async def _train_when_quiet(
     ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, since: float
 ) -> None:
-    """Auto-train the index once its writes pause, if it still needs it then."""
+    """Auto-train the index once its writes pause, if it still needs it then; while
+    another job holds the index, look again after the next pause."""
     settings = ctx.settings
     try:
         while True:
-            quiet_at = ctx.last_writes.get(row.id, since) + settings.auto_train_quiet_s
-            wake = min(quiet_at, since + settings.auto_train_max_delay_s)
-            if (delay := wake - time.monotonic()) <= 0:
-                break
-            await asyncio.sleep(delay)
-    finally:
-        ctx.trainings_due.discard(row.id)
-    try:
-        async with ctx.db.transaction() as conn:
-            now = await index_repo.find_index(conn, row.tenant, row.name)
-        if now is not None and now.id == row.id and wants_training(ctx, now, now.n_items):
-            await _start(ctx, cipher, now, train=True)
+            await _writes_pause(ctx, row.id, since)
+            async with ctx.db.transaction() as conn:
+                now = await index_repo.find_index(conn, row.tenant, row.name)
+            if now is None or now.id != row.id or not wants_training(ctx, now, now.n_items):
+                return
+            if await _start(ctx, cipher, now, train=True):
+                return
+            await asyncio.sleep(max(settings.auto_train_quiet_s, _BUSY_RETRY_S))
+            since = time.monotonic()
     except CiphervecError as exc:
         log.warning("auto-training check of index %s failed: %s", row.id, exc.detail)
+    except Exception:
+        log.exception("auto-training check of index %s failed", row.id)
+    finally:
+        ctx.trainings_due.discard(row.id)
+
+
+async def _writes_pause(ctx: ServiceContext, index_id: int, since: float) -> None:
+    """Return once this process has not written to the index for the quiet period,
+    or the maximum delay after `since`."""
+    settings = ctx.settings
+    while True:
+        quiet_at = ctx.last_writes.get(index_id, since) + settings.auto_train_quiet_s
+        wake = min(quiet_at, since + settings.auto_train_max_delay_s)
+        if (delay := wake - time.monotonic()) <= 0:
+            return
+        await asyncio.sleep(delay)
 
 
 async def _start(ctx: ServiceContext, cipher: IndexCipher, row: IndexRow, *, train: bool) -> bool:

@@ -15,6 +15,9 @@ import numpy as np
 from sqlalchemy import text
 
 from app.config import Settings
+from app.services.context import ServiceContext
+from app.services.indexes import open_index
+from app.services.locking import maintenance_lock
 from app.store.db import Database
 from tests.support.app_client import app_client
 from tests.support.recall import create_index, upsert_vectors
@@ -93,3 +96,23 @@ async def test_auto_training_does_not_repeat_a_train_request_made_during_its_wai
         assert trained.status_code == 200, trained.text
         await asyncio.sleep(1.5)
         assert await _training_state(db, body) == (1, 600)
+
+
+async def test_a_due_training_runs_once_the_job_holding_the_index_lets_go(
+    settings: Settings, api_key: str, db: Database, index_name: str, index_key: str
+) -> None:
+    async with _service(settings, api_key, auto_train_quiet_s=0.2) as http:
+        body = await create_index(http, index_name, index_key)
+        other = ServiceContext.build(settings)
+        try:
+            async with other.db.transaction() as conn:
+                opened = await open_index(conn, other, "tests", index_name,
+                                          bytes.fromhex(index_key))
+            async with maintenance_lock(other, opened.row.id) as held:
+                assert held
+                await upsert_vectors(http, body, _vectors(600))
+                await asyncio.sleep(1.0)
+                assert await _training_state(db, body) == (0, 0)
+        finally:
+            await other.close()
+        assert await _trained(db, body, within_s=30) == (1, 600)
