@@ -57,6 +57,17 @@ directions = st.lists(
 scales = st.floats(0.0, 1.0, allow_nan=False)
 
 
+def _rows_up_to_the_bound(
+    query: list[float], others: list[tuple[list[float], float]], sign: float
+) -> np.ndarray:
+    """The query's direction at the bound (last row), its antipode or itself again
+    (first row), and the others scaled to their fraction of the bound, as accepted."""
+    at_bound = scaled_to(query, MAX_SQUARED_NORM)
+    antipode = [sign * -x for x in at_bound]
+    rows = [antipode, *(scaled_to(d, s * MAX_SQUARED_NORM) for d, s in others), at_bound]
+    return vector_matrix(rows, 3)
+
+
 @pytest.mark.parametrize("metric", [m for m in Metric if m is not Metric.DOTPRODUCT])
 @given(
     query=directions, others=st.lists(st.tuples(directions, scales), min_size=1, max_size=6),
@@ -67,10 +78,7 @@ scales = st.floats(0.0, 1.0, allow_nan=False)
 def test_accepted_vectors_score_finitely_and_a_vector_finds_itself_first(
     metric: Metric, query: list[float], others: list[tuple[list[float], float]], sign: float
 ) -> None:
-    at_bound = scaled_to(query, MAX_SQUARED_NORM)
-    antipode = [sign * -x for x in at_bound]
-    rows = [antipode, *(scaled_to(d, s * MAX_SQUARED_NORM) for d, s in others), at_bound]
-    vectors = vector_matrix(rows, 3)
+    vectors = _rows_up_to_the_bound(query, others, sign)
     q = vectors[-1:]
 
     scores = scan_scores(q, vectors, metric)[0]
@@ -99,10 +107,7 @@ def test_dot_products_of_accepted_vectors_and_their_lift_score_finitely(
 ) -> None:
     # |q.v| <= |q||v| is within the bound, and the lifted vectors, queries and
     # centroids all lie within the sphere of radius M, M^2 <= the bound.
-    at_bound = scaled_to(query, MAX_SQUARED_NORM)
-    antipode = [sign * -x for x in at_bound]
-    rows = [antipode, *(scaled_to(d, s * MAX_SQUARED_NORM) for d, s in others), at_bound]
-    vectors = vector_matrix(rows, 3)
+    vectors = _rows_up_to_the_bound(query, others, sign)
     q = vectors[-1:]
 
     scores = scan_scores(q, vectors, Metric.DOTPRODUCT)[0]
