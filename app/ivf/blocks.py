@@ -18,6 +18,11 @@ import numpy.typing as npt
 
 from app.ivf.vectors import Matrix
 
+# The list number whose tag names a version's write tail: recent small writes,
+# scanned by every query until a fold moves them into their lists. No centroid
+# has it (list numbers are positions in the centroid matrix).
+TAIL_LIST_NO = 2**64 - 1
+
 _HEADER = struct.Struct("<II")
 _COUNT = struct.Struct("<I")
 Seqs = npt.NDArray[np.int64]

@@ -53,6 +53,9 @@ class IndexRow:
     kms_key_id: str | None = None
     kms_context: dict[str, str] | None = None
     key_version: int = 1
+    layout_epoch: int = 0
+    tail_blocks: int = 0
+    tail_entries: int = 0
 
 
 def index_columns(alias: str = "") -> str:
@@ -184,12 +187,16 @@ async def reserve_seqs(
 
 
 async def reserve_ids(conn: AsyncConnection, index_id: int, count: int) -> int | None:
-    """Hand out `count` ids from the index's sequence (for rewritten blocks); returns the
-    first, or None if the index is deleted."""
+    """Hand out `count` ids from the index's sequence for rewritten blocks; returns the
+    first, or None if the index is deleted.
+
+    A rewrite removes blocks, so it also advances the layout epoch: a process's
+    cached listing is then read anew, not extended (app.store.blocks.search_view).
+    """
     result = await conn.execute(
         indexes.update()
         .where(indexes.c.id == index_id)
-        .values(next_seq=indexes.c.next_seq + count)
+        .values(next_seq=indexes.c.next_seq + count, layout_epoch=indexes.c.layout_epoch + 1)
         .returning(indexes.c.next_seq)
     )
     last = result.scalar_one_or_none()
@@ -222,11 +229,14 @@ async def lock_index(conn: AsyncConnection, index_id: int) -> LockedIndex | None
 async def activate_version(
     conn: AsyncConnection, index_id: int, version: int, n_lists: int, trained_vectors: int
 ) -> None:
-    """Make `version` the one searches and upserts use."""
+    """Make `version` the one searches and upserts use; it starts without a write tail."""
     await conn.execute(
         indexes.update()
         .where(indexes.c.id == index_id)
-        .values(active_version=version, n_lists=n_lists, trained_vectors=trained_vectors)
+        .values(
+            active_version=version, n_lists=n_lists, trained_vectors=trained_vectors,
+            tail_blocks=0, tail_entries=0,
+        )
     )
 
 

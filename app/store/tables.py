@@ -115,6 +115,19 @@ indexes = Table(
         "trained_vectors", BigInteger, nullable=False, server_default="0",
         comment="Items when the active version was trained (drives retraining).",
     ),
+    Column(
+        "layout_epoch", BigInteger, nullable=False, server_default="0",
+        comment="Counts rewrites that removed blocks of the active version (folds, "
+        "compactions): a cached block listing with the same epoch only misses newer blocks.",
+    ),
+    Column(
+        "tail_blocks", Integer, nullable=False, server_default="0",
+        comment="Blocks in the active version's write tail (recent small writes).",
+    ),
+    Column(
+        "tail_entries", Integer, nullable=False, server_default="0",
+        comment="Entries in the active version's write tail, stale included.",
+    ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant", "name"),
     comment="One row per vector index: configuration and its wrapped data key.",
