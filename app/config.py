@@ -103,6 +103,27 @@ class Settings(BaseSettings):
     compaction_stale_ratio: float = Field(
         default=0.25, gt=0, lt=1, description="Stale block entries that trigger compaction."
     )
+    tail_write_max_items: int = Field(
+        default=256, ge=0,
+        description="Upserts of at most this many items into a trained index go to its "
+        "write tail as one block (0: never), instead of one small block per list touched.",
+    )
+    tail_fold_entries: int = Field(
+        default=512, ge=1,
+        description="Tail entries (or `tail_fold_blocks` blocks) at which a background "
+        "fold moves the tail into the inverted lists.",
+    )
+    tail_fold_blocks: int = Field(
+        default=16, ge=1, description="Tail blocks at which the tail is folded (see above)."
+    )
+    tail_max_entries: int = Field(
+        default=2048, ge=0,
+        description="Hard bound of the tail, which every query scans: writes beyond it "
+        "go to the lists directly until a fold empties it.",
+    )
+    tail_max_blocks: int = Field(
+        default=64, ge=0, description="Hard bound of the tail's blocks (see above)."
+    )
 
     metrics: bool = Field(
         default=True, description="Serve Prometheus metrics at GET /metrics (no API key)."

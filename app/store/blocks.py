@@ -20,13 +20,12 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.store.block_cache import BlockCache
-from app.store.db import copy_rows
+from app.store.db import copy_rows, driver_connection
 from app.store.indexes import IndexRow, index_columns, index_row_from
 from app.store.tables import block_parts as bp
 from app.store.tables import vector_blocks as vb
@@ -134,34 +133,71 @@ class SearchView:
         """(next_seq, active_version) when this view was read."""
         return self.next_seq, self.row.active_version
 
+    def extended(self, row: IndexRow, next_seq: int, added: Sequence[BlockRef]) -> SearchView:
+        """This view with blocks written since, when none of its own was removed
+        (same version and layout epoch), as of `row` and `next_seq`.
 
-_VIEW = text(
-    f"""
+        Built from this view's grouping, not from scratch: extending a listing
+        of many blocks costs what was added, plus copying references.
+        """
+        view = object.__new__(SearchView)
+        by_tag = dict(self._by_tag)
+        for ref in added:
+            by_tag[ref.list_tag] = (*by_tag.get(ref.list_tag, ()), ref)
+        object.__setattr__(view, "row", row)
+        object.__setattr__(view, "next_seq", next_seq)
+        object.__setattr__(view, "blocks", self.blocks + tuple(added))
+        object.__setattr__(view, "_by_tag", by_tag)
+        object.__setattr__(view, "n_entries", self.n_entries + sum(r.n_vectors for r in added))
+        return view
+
+    def extends(self, row: IndexRow) -> bool:
+        """Whether the index as `row` shows it kept every block of this view."""
+        return (
+            row.active_version == self.row.active_version
+            and row.layout_epoch == self.row.layout_epoch
+        )
+
+
+_VIEW = f"""
     SELECT {index_columns("i")}, i.next_seq, b.ids, b.tags, b.counts
     FROM indexes i
     LEFT JOIN LATERAL (
         SELECT array_agg(block_id) AS ids, array_agg(list_tag) AS tags,
                array_agg(n_vectors) AS counts
-        FROM vector_blocks WHERE index_id = i.id AND version = i.active_version
+        FROM vector_blocks
+        WHERE index_id = i.id AND version = i.active_version AND block_id > $3
     ) b ON true
-    WHERE i.tenant = :tenant AND i.name = :name
-    """  # noqa: S608 - the columns are IndexRow's fields, no input
-)
+    WHERE i.tenant = $1 AND i.name = $2
+"""  # noqa: S608 - the columns are IndexRow's fields, no input
 
 
-async def search_view(conn: AsyncConnection, tenant: str, name: str) -> SearchView | None:
-    """The tenant's index and its active block listing, in one round trip."""
-    row = (await conn.execute(_VIEW, {"tenant": tenant, "name": name})).one_or_none()
-    if row is None:
+async def search_view(
+    conn: AsyncConnection, tenant: str, name: str, base: SearchView | None = None
+) -> SearchView | None:
+    """The tenant's index and its active block listing, in one round trip.
+
+    Given `base`, a view of the same index read earlier, only blocks written
+    after it are read, and added to it when the index kept all of its blocks;
+    otherwise (a rewrite or a version switch since) the whole listing is read
+    in a second statement.
+    """
+    driver = await driver_connection(conn)
+    since = base.next_seq if base is not None else -1
+    record = await driver.fetchrow(_VIEW, tenant, name, since)
+    if record is None:
         return None
-    fields = row._mapping
-    index_row = index_row_from(fields)
+    index_row = index_row_from(record)
+    if base is not None and (base.row.id != index_row.id or not base.extends(index_row)):
+        return await search_view(conn, tenant, name)
     blocks = tuple(
         BlockRef(int(i), bytes(t), int(c))
-        for i, t, c in zip(fields["ids"] or (), fields["tags"] or (), fields["counts"] or (),
+        for i, t, c in zip(record["ids"] or (), record["tags"] or (), record["counts"] or (),
                            strict=True)
     )
-    return SearchView(index_row, int(fields["next_seq"]), blocks)
+    if base is not None:
+        return base.extended(index_row, int(record["next_seq"]), blocks)
+    return SearchView(index_row, int(record["next_seq"]), blocks)
 
 
 async def block_ciphertexts(
