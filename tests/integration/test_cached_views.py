@@ -7,6 +7,11 @@ from typing import Any
 
 import httpx
 
+from app.store import blocks as block_repo
+from app.store import indexes as index_repo
+from app.store.blocks import SearchView
+from app.store.db import Database
+
 
 async def _top(client: httpx.AsyncClient, index: dict[str, Any]) -> list[str]:
     response = await client.post(
@@ -94,3 +99,56 @@ async def test_queries_racing_writes_through_two_processes_all_succeed(
     count = (await client.post("/vectors/num_vectors", json=index)).json()["result"]
     assert count == 400
     assert await _top(client, index) == await _top(second_process, index)
+
+
+async def _listing(db: Database, name: str, base: SearchView | None = None) -> SearchView:
+    async with db.transaction() as conn:
+        view = await block_repo.search_view(conn, "tests", name, base)
+    assert view is not None
+    return view
+
+
+def _same_listing(extended: SearchView, fresh: SearchView) -> bool:
+    return (
+        extended.signature == fresh.signature
+        and sorted(extended.blocks) == sorted(fresh.blocks)
+        and extended.n_entries == fresh.n_entries
+        and all(
+            sorted(extended.blocks_of_lists([ref.list_tag]))
+            == sorted(fresh.blocks_of_lists([ref.list_tag]))
+            for ref in fresh.blocks
+        )
+    )
+
+
+async def test_a_stale_view_extended_with_later_writes_equals_a_fresh_read(
+    client: httpx.AsyncClient, db: Database, index: dict[str, Any]
+) -> None:
+    items = [{"id": f"a{n}", "vector": [n, n % 3, n % 5, 1]} for n in range(40)]
+    await client.post("/vectors/upsert", json={**index, "items": items})
+    assert (await client.post("/indexes/train", json={**index, "n_lists": 4})).is_success
+    stale = await _listing(db, index["index_name"])
+    await client.post("/vectors/upsert", json={**index, "items": [
+        {"id": "b", "vector": [1, 2, 3, 4]}, {"id": "c", "vector": [4, 3, 2, 1]}]})
+    await client.post("/vectors/upsert", json={**index, "items": [
+        {"id": f"d{n}", "vector": [n, 1, 1, 1]} for n in range(300)]})
+
+    extended = await _listing(db, index["index_name"], base=stale)
+    assert len(extended.blocks) > len(stale.blocks)
+    assert _same_listing(extended, await _listing(db, index["index_name"]))
+
+
+async def test_a_view_older_than_a_rewrite_is_read_in_full(
+    client: httpx.AsyncClient, db: Database, index: dict[str, Any]
+) -> None:
+    for round_no in range(3):
+        await client.post("/vectors/upsert", json={**index, "items": [
+            {"id": f"a{n}", "vector": [n + round_no, 0, 0, 0]} for n in range(20)]})
+    stale = await _listing(db, index["index_name"])
+    async with db.transaction() as conn:  # a rewrite: reserve ids, drop blocks
+        await index_repo.reserve_ids(conn, stale.row.id, 1)
+        await block_repo.delete_blocks(conn, stale.row.id, [stale.blocks[0].block_id])
+
+    extended = await _listing(db, index["index_name"], base=stale)
+    assert stale.blocks[0] not in extended.blocks
+    assert _same_listing(extended, await _listing(db, index["index_name"]))
