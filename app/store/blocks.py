@@ -247,7 +247,6 @@ async def page_of_blocks(
     )
 
 
-# Sent through asyncpg directly: every get with vectors runs one of them.
 async def blocks_of_list(
     conn: AsyncConnection, index_id: int, version: int, list_tag: bytes
 ) -> list[BlockRow]:
@@ -257,17 +256,66 @@ async def blocks_of_list(
     )
 
 
+async def blocks_by_id(
+    conn: AsyncConnection, index_id: int, block_ids: Collection[int]
+) -> list[BlockRow]:
+    """The blocks among `block_ids` that are still stored."""
+    return await _full_blocks(
+        conn, select(*_FULL).where(vb.c.index_id == index_id, _any_block_id(block_ids))
+    )
+
+
 async def list_tags(
-    conn: AsyncConnection, index_id: int, version: int, *, fragmented_by: int | None = None
+    conn: AsyncConnection, index_id: int, version: int, *, excluding: bytes
 ) -> list[bytes]:
-    """Tags of a version's lists; with `fragmented_by=B`, only lists stored in more than
-    four blocks beyond what their entries need at B entries per block."""
-    query = select(vb.c.list_tag).where(_of_version(index_id, version)).group_by(vb.c.list_tag)
-    if fragmented_by is not None:
-        query = query.having(
-            func.count() > func.ceil(func.sum(vb.c.n_vectors) / float(fragmented_by)) + 4
-        )
+    """Tags of a version's lists, but for the list tagged `excluding`."""
+    query = (
+        select(vb.c.list_tag)
+        .where(_of_version(index_id, version), vb.c.list_tag != excluding)
+        .group_by(vb.c.list_tag)
+    )
     return list((await conn.execute(query)).scalars())
+
+
+class Tier(NamedTuple):
+    """The blocks short of full of one list and one size class."""
+
+    list_tag: bytes
+    size_class: int
+    block_ids: list[int]
+
+
+# A block's size class: floor(log4(n_vectors)), so 1-3 entries are class 0,
+# 4-15 class 1, 16-63 class 2... PostgreSQL's two-argument log is numeric and
+# exact at the powers of 4 (checked for every n up to 4,194,304). The base is
+# inlined: as a bound parameter, the one in GROUP BY would not be the same
+# expression as the one in the select list.
+_SIZE_CLASS = func.floor(func.log(literal_column("4"), vb.c.n_vectors))
+
+
+async def tiers_to_merge(
+    conn: AsyncConnection, index_id: int, version: int, *,
+    block_size: int, fanout: int, excluding: bytes,
+) -> list[Tier]:
+    """The (list, size class) pairs of a version with at least `fanout` blocks of
+    fewer than `block_size` entries, with those blocks' ids; the list tagged
+    `excluding` is left out."""
+    size_class = _SIZE_CLASS.label("size_class")
+    query = (
+        select(vb.c.list_tag, size_class, func.array_agg(vb.c.block_id))
+        .where(
+            _of_version(index_id, version),
+            vb.c.list_tag != excluding,
+            vb.c.n_vectors < block_size,
+        )
+        .group_by(vb.c.list_tag, _SIZE_CLASS)
+        .having(func.count() >= fanout)
+        .order_by(vb.c.list_tag, size_class)
+    )
+    return [
+        Tier(bytes(tag), int(size), [int(i) for i in ids])
+        for tag, size, ids in await conn.execute(query)
+    ]
 
 
 async def version_stats(conn: AsyncConnection, index_id: int, version: int) -> VersionStats:
