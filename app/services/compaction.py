@@ -68,9 +68,11 @@ async def compact_if_needed(ctx: ServiceContext, cipher: IndexCipher) -> int:
         stats = await block_repo.version_stats(conn, index_id, version)
         stale = stats.entries - state.n_items
         limit = ctx.settings.compaction_stale_ratio * stats.entries
+        # Stale tail entries are dropped by the fold, not by rewriting the lists:
+        # while the tail holds blocks, the stale rule waits for it.
         tags = (
             await block_repo.list_tags(conn, index_id, version, excluding=tail)
-            if stats.entries > 0 and stale > limit
+            if stats.entries > 0 and stale > limit and state.tail_blocks == 0
             else None
         )
     if tags is None:
