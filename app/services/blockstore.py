@@ -83,10 +83,10 @@ def seal_planned(
 ) -> list[BlockRow]:
     """Seal planned blocks, one AEAD call each (the cipher remembers list tags)."""
     tags = [cipher.list_tag(version, plan.list_no) for plan in plans]
-    return _seal_in_plan_order(cipher, version, plans, tags, seqs, vectors)
+    return seal_tagged(cipher, version, plans, tags, seqs, vectors)
 
 
-def _seal_in_plan_order(
+def seal_tagged(
     cipher: IndexCipher,
     version: int,
     plans: Sequence[BlockPlan],
@@ -129,20 +129,6 @@ def seal_assigned(
     """Group entries by list and seal them into blocks."""
     plans = plan_blocks(lists, seqs, block_size, block_ids)
     return seal_planned(cipher, version, plans, seqs, vectors)
-
-
-def seal_list(
-    cipher: IndexCipher,
-    version: int,
-    list_tag: bytes,
-    seqs: Seqs,
-    vectors: Matrix,
-    block_size: int,
-    block_ids: Iterator[int] | None = None,
-) -> list[BlockRow]:
-    """Seal the entries of one list into blocks of at most `block_size`."""
-    plans = plan_blocks(np.zeros(len(seqs), dtype=np.int64), seqs, block_size, block_ids)
-    return _seal_in_plan_order(cipher, version, plans, [list_tag] * len(plans), seqs, vectors)
 
 
 def _seal_block(

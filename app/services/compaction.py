@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.index_cipher import IndexCipher
 from app.ivf.blocks import TAIL_LIST_NO
-from app.services.blockstore import open_blocks, remember_committed, seal_list
+from app.services.blockstore import open_blocks, plan_blocks, remember_committed, seal_tagged
 from app.services.context import ServiceContext
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
@@ -54,8 +54,8 @@ class _Outcome(enum.Enum):
 
 
 async def compact_if_needed(ctx: ServiceContext, cipher: IndexCipher) -> int:
-    """Rewrite what needs it; returns how many rewrites were made (whole lists for
-    stale entries, or (list, size class) merges)."""
+    """Rewrite what needs it; returns how many rewrites were committed (whole lists
+    for stale entries, or batches of (list, size class) merges)."""
     index_id = cipher.index_id
     async with ctx.db.transaction() as conn:
         # The lock waits for in-flight upserts, so items and entries are counted
@@ -80,7 +80,7 @@ async def compact_if_needed(ctx: ServiceContext, cipher: IndexCipher) -> int:
     rewritten = 0
     for tag in tags:
         outcome = await _rewrite(
-            ctx, cipher, version, tag,
+            ctx, cipher, version,
             partial(block_repo.blocks_of_list, index_id=index_id, version=version, list_tag=tag),
         )
         if outcome is _Outcome.INDEX_GONE:
@@ -93,6 +93,14 @@ async def compact_if_needed(ctx: ServiceContext, cipher: IndexCipher) -> int:
 def _size_classes(block_size: int) -> int:
     """How many size classes blocks short of `block_size` entries fall into."""
     return ((block_size - 1).bit_length() + 1) // 2
+
+
+# Tier merges are written this many blocks read at a time, each batch in one
+# transaction: one statement of each kind for many lists (a fold touches
+# hundreds of lists with an entry or two each, and a transaction per list made
+# the merges cost more than the writes they followed), while the index row is
+# held for a bounded time.
+_MERGE_BATCH_BLOCKS = 4_096
 
 
 async def _merge_tiers(
@@ -116,41 +124,53 @@ async def _merge_tiers(
             )
         if not tiers:
             break
-        for tier in tiers:
+        batch: list[int] = []
+        for n, tier in enumerate(tiers):
+            batch.extend(tier.block_ids)
+            if len(batch) < _MERGE_BATCH_BLOCKS and n + 1 < len(tiers):
+                continue
             outcome = await _rewrite(
-                ctx, cipher, version, tier.list_tag,
-                partial(block_repo.blocks_by_id, index_id=index_id, block_ids=tier.block_ids),
+                ctx, cipher, version,
+                partial(block_repo.blocks_by_id, index_id=index_id, block_ids=batch),
             )
             if outcome is _Outcome.INDEX_GONE:
                 return merged
             if outcome is _Outcome.REWRITTEN:
                 merged += 1
+            batch = []
     return merged
 
 
 async def _rewrite(
-    ctx: ServiceContext, cipher: IndexCipher, version: int, list_tag: bytes,
+    ctx: ServiceContext, cipher: IndexCipher, version: int,
     read: Callable[[AsyncConnection], Awaitable[list[BlockRow]]],
 ) -> _Outcome:
-    """Replace the blocks that `read` returns, all of list `list_tag`, by blocks of
-    their live entries, in one transaction."""
+    """Replace the blocks that `read` returns by blocks of their live entries, each
+    list's entries packed together, in one transaction."""
     index_id = cipher.index_id
+    block_size = ctx.settings.block_max_vectors
     async with ctx.db.transaction() as conn:
         old = await read(conn)
         if not old:
             return _Outcome.NOTHING_LEFT
         seqs, vectors = await asyncio.to_thread(open_blocks, cipher, old)
+        tags = sorted({block.list_tag for block in old})
+        list_of_block = {tag: n for n, tag in enumerate(tags)}
+        lists = np.repeat(
+            np.fromiter((list_of_block[b.list_tag] for b in old), dtype=np.int64, count=len(old)),
+            [block.n_vectors for block in old],
+        )
         live = await item_repo.live_among(conn, index_id, seqs.tolist())
-        keep = np.fromiter((int(s) in live for s in seqs), dtype=bool, count=len(seqs))
-        seqs, vectors = seqs[keep], vectors[keep]
-        block_size = ctx.settings.block_max_vectors
-        n_blocks = -(-len(seqs) // block_size)
+        keep = np.isin(seqs, np.fromiter(live, dtype=np.int64, count=len(live)))
+        seqs, vectors, lists = seqs[keep], vectors[keep], lists[keep]
+        n_blocks = len(plan_blocks(lists, seqs, block_size))
         # The index row's lock, before any block is written (app.store.indexes).
         first = await index_repo.reserve_ids(conn, index_id, n_blocks)
         if first is None:
             return _Outcome.INDEX_GONE
-        fresh = seal_list(
-            cipher, version, list_tag, seqs, vectors, block_size, itertools.count(first)
+        plans = plan_blocks(lists, seqs, block_size, itertools.count(first))
+        fresh = await asyncio.to_thread(
+            seal_tagged, cipher, version, plans, [tags[p.list_no] for p in plans], seqs, vectors
         )
         await block_repo.insert_blocks(conn, index_id, fresh)
         await block_repo.delete_blocks(conn, index_id, [b.block_id for b in old])

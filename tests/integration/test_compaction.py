@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.ivf.blocks import TAIL_LIST_NO
-from app.services.blockstore import seal_list
+from app.services.blockstore import plan_blocks, seal_tagged
 from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index
@@ -182,9 +182,11 @@ async def test_compaction_leaves_the_write_tail_to_its_fold(
         assert first is not None
         # Five one-entry blocks whose entries no item holds: stale, and small.
         seqs = np.arange(first, first + 5, dtype=np.int64)
-        tail = seal_list(
-            opened.cipher, version, opened.cipher.list_tag(version, TAIL_LIST_NO),
-            seqs, np.zeros((5, 4), dtype=np.float32), 1, itertools.count(first),
+        plans = plan_blocks(np.zeros(5, dtype=np.int64), seqs, 1, itertools.count(first))
+        tail = seal_tagged(
+            opened.cipher, version, plans,
+            [opened.cipher.list_tag(version, TAIL_LIST_NO)] * len(plans),
+            seqs, np.zeros((5, 4), dtype=np.float32),
         )
         await block_repo.insert_blocks(conn, opened.row.id, tail)
     tail_ids = {b.block_id for b in tail}
