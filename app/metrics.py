@@ -37,6 +37,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 REQUEST_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0
 )
+SEARCH_BLOCK_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 TRAINING_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 Trigger = Literal["explicit", "auto"]
@@ -102,6 +103,11 @@ class Metrics:
         self.training_seconds = Histogram(
             "ciphervec_training_duration_seconds", "Duration of training runs.",
             ["trigger", "outcome"], buckets=TRAINING_BUCKETS, registry=self.registry,
+        )
+        # What the write tail and the tiered merges keep bounded (app.services.tail).
+        self.search_blocks = Histogram(
+            "ciphervec_search_blocks_opened", "Encrypted blocks one search request opened.",
+            buckets=SEARCH_BLOCK_BUCKETS, registry=self.registry,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._snapshots = _Snapshots()

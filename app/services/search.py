@@ -227,6 +227,7 @@ async def _search(
         tags[opened.cipher.list_tag(version, TAIL_LIST_NO)] = _TAIL
         refs = view.blocks_of_lists(tags)
     blocks = await block_repo.block_ciphertexts(conn, ctx.blocks, opened.row.id, version, refs)
+    ctx.metrics.search_blocks.observe(len(blocks))
     seqs, vectors = await open_blocks_off_loop(opened.cipher, blocks)
     scanned = _Scanned(
         seqs, vectors,
