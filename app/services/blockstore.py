@@ -218,6 +218,18 @@ class CentroidCache:
         self._entries: dict[tuple[int, int], bytes] = {}
         self._max_entries = max_entries
 
+    def held(self, cipher: IndexCipher, version: int) -> Matrix | None:
+        """The decrypted centroids of `version` if their ciphertext is held here,
+        without a database round trip; None otherwise."""
+        blob = self._entries.get((cipher.index_id, version))
+        return None if blob is None else self._open(cipher, version, blob)
+
+    def _open(self, cipher: IndexCipher, version: int, blob: bytes) -> Matrix:
+        try:
+            return unpack_centroids(cipher.open_centroids(version, blob))
+        except AuthenticationFailed as exc:
+            raise StoredDataCorrupt("Stored centroids failed authentication") from exc
+
     async def load(
         self, conn: AsyncConnection, cipher: IndexCipher, version: int
     ) -> Matrix | None:
@@ -233,7 +245,4 @@ class CentroidCache:
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
             self._entries[key] = blob
-        try:
-            return unpack_centroids(cipher.open_centroids(version, blob))
-        except AuthenticationFailed as exc:
-            raise StoredDataCorrupt("Stored centroids failed authentication") from exc
+        return self._open(cipher, version, blob)

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
 from app.errors import (
+    CiphervecError,
     IndexNotFound,
     InvalidInput,
     KeySentToKmsIndex,
@@ -24,7 +25,7 @@ from app.errors import (
 )
 from app.ivf.blocks import TAIL_LIST_NO
 from app.ivf.distance import Metric
-from app.ivf.kmeans import nearest_lists
+from app.ivf.kmeans import Lists, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import bounds, maintenance, texts
 from app.services.blockstore import (
@@ -55,6 +56,7 @@ from app.store import indexes as index_repo
 from app.store import items as item_repo
 from app.store.blocks import BlockRef, BlockRow, SearchView
 from app.store.items import ItemRow
+from app.store.small_writes import insert_items_and_blocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +213,14 @@ async def _store(
     """
     tenant, name = target
     n = len(batch.ids)
+    ahead = await _index_ahead(ctx, tenant, name, index_key)
     async with ctx.db.transaction() as conn:
-        reservation, fields = await alongside(
+        reservation, (fields, guessed) = await alongside(
             index_repo.reserve_seqs(
                 conn, tenant, name, n, vectors.shape[1], new_items=0 if overwrite else n,
                 tail=tail_bounds(ctx.settings),
             ),
-            lambda: _encode_fields(ctx.settings, batch),
+            lambda: (_encode_fields(ctx.settings, batch), _lists_ahead(ctx, ahead, vectors)),
         )
         if reservation is None:
             raise IndexNotFound(name)
@@ -233,13 +236,16 @@ async def _store(
                 f"got {vectors.shape[1]}"
             )
         index_id, version = opened.row.id, opened.row.active_version
-        centroids = await ctx.centroids.load(conn, opened.cipher, version)
         seqs = np.arange(reservation.first_seq, reservation.first_seq + n, dtype=np.int64)
-        lists = (
-            np.zeros(n, dtype=np.int64)
-            if centroids is None
-            else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
-        )
+        if guessed is not None and ahead is not None and ahead.row.active_version == version:
+            lists = guessed
+        else:
+            centroids = await ctx.centroids.load(conn, opened.cipher, version)
+            lists = (
+                np.zeros(n, dtype=np.int64)
+                if centroids is None
+                else nearest_lists(vectors, centroids, Metric(opened.row.metric))[:, 0]
+            )
         plans = (
             [BlockPlan(reservation.first_seq, TAIL_LIST_NO, np.arange(n))]
             if reservation.to_tail
@@ -260,7 +266,7 @@ async def _store(
             nonlocal n_items
             n_items = await item_repo.replace_items(conn, index_id, tokens, chunk_seqs, payloads)
 
-        def seal_items(k: int) -> _Statement:
+        def sealed_items(k: int) -> tuple[list[bytes], list[int], list[bytes]]:
             start, stop = starts[k], ends[k]
             tokens = [opened.cipher.id_token(i) for i in batch.ids[start:stop]]
             chunk_seqs = seqs[start:stop].tolist()
@@ -271,6 +277,10 @@ async def _store(
                     block_ids[start:stop].tolist(), strict=True,
                 )
             ])
+            return tokens, chunk_seqs, payloads
+
+        def seal_items(k: int) -> _Statement:
+            tokens, chunk_seqs, payloads = sealed_items(k)
             if overwrite:
                 return partial(overwrite_chunk, tokens, chunk_seqs, payloads)
             return partial(item_repo.insert_items, conn, index_id, tokens, chunk_seqs, payloads)
@@ -281,21 +291,52 @@ async def _store(
             blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
             return partial(block_repo.insert_blocks, conn, index_id, blocks)
 
-        # Each statement runs while the next one's rows are sealed.
-        sealers: list[Callable[[], _Statement]] = [
-            partial(seal_items, k) for k in range(len(starts))
-        ]
-        sealers.insert(min(_BLOCKS_AFTER_CHUNKS, len(sealers)), seal_blocks)
-        statement = sealers[0]()
-        for sealer in sealers[1:]:
-            _, statement = await alongside(statement(), sealer)
-        await statement()
+        if n <= _FIRST_CHUNK and not overwrite:
+            # One statement for everything (app.store.small_writes).
+            tokens, chunk_seqs, payloads = sealed_items(0)
+            blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
+            await insert_items_and_blocks(conn, index_id, tokens, chunk_seqs, payloads, blocks)
+        else:
+            # Each statement runs while the next one's rows are sealed.
+            sealers: list[Callable[[], _Statement]] = [
+                partial(seal_items, k) for k in range(len(starts))
+            ]
+            sealers.insert(min(_BLOCKS_AFTER_CHUNKS, len(sealers)), seal_blocks)
+            statement = sealers[0]()
+            for sealer in sealers[1:]:
+                _, statement = await alongside(statement(), sealer)
+            await statement()
     remember_committed(ctx.blocks, index_id, blocks)
     extend_after_write(
         ctx, tenant, name, opened.row, reservation.first_seq, reservation.first_seq + n - 1,
         [BlockRef(b.block_id, b.list_tag, b.n_vectors) for b in blocks],
     )
     return opened, n_items
+
+
+async def _index_ahead(
+    ctx: ServiceContext, tenant: str, name: str, index_key: bytes | None
+) -> OpenIndex | None:
+    """The index as this process last saw it, opened, if it was trained: an upsert
+    assigns its vectors to lists with those centroids while its first statement
+    is in flight, and keeps the result when the statement shows the same version."""
+    view = cached_view(ctx, tenant, name)
+    if view is None or view.row.active_version == 0:
+        return None
+    try:
+        return await open_row(ctx, view.row, index_key)
+    except CiphervecError:
+        return None  # the view may predate a key rotation: the upsert finds out itself
+
+
+def _lists_ahead(ctx: ServiceContext, ahead: OpenIndex | None, vectors: Matrix) -> Lists | None:
+    """Each vector's list under `ahead`'s centroids, if their ciphertext is held."""
+    if ahead is None or ahead.row.dimension != vectors.shape[1]:
+        return None
+    centroids = ctx.centroids.held(ahead.cipher, ahead.row.active_version)
+    if centroids is None:
+        return None
+    return nearest_lists(vectors, centroids, Metric(ahead.row.metric))[:, 0]
 
 
 async def _vectors_or_embeddings(

@@ -81,15 +81,26 @@ async def insert_blocks(conn: AsyncConnection, index_id: int, blocks: Sequence[B
     """Store new blocks (by COPY, inside the caller's transaction)."""
     if not blocks:
         return
-    await copy_rows(
-        conn, vb, ("index_id", "block_id", "version", "list_tag", "n_vectors"),
-        [(index_id, b.block_id, b.version, b.list_tag, b.n_vectors) for b in blocks],
-    )
-    await copy_rows(conn, bp, ("index_id", "block_id", "part", "data"), [
+    await copy_rows(conn, vb, BLOCK_COLUMNS, block_rows(index_id, blocks))
+    await copy_rows(conn, bp, PART_COLUMNS, part_rows(index_id, blocks))
+
+
+BLOCK_COLUMNS = ("index_id", "block_id", "version", "list_tag", "n_vectors")
+PART_COLUMNS = ("index_id", "block_id", "part", "data")
+
+
+def block_rows(index_id: int, blocks: Sequence[BlockRow]) -> list[tuple[Any, ...]]:
+    """The vector_blocks rows of `blocks`, in BLOCK_COLUMNS order."""
+    return [(index_id, b.block_id, b.version, b.list_tag, b.n_vectors) for b in blocks]
+
+
+def part_rows(index_id: int, blocks: Sequence[BlockRow]) -> list[tuple[Any, ...]]:
+    """The block_parts rows of `blocks` (ciphertexts in pieces), in PART_COLUMNS order."""
+    return [
         (index_id, b.block_id, part, memoryview(b.ciphertext)[start : start + PART_BYTES])
         for b in blocks
         for part, start in enumerate(range(0, len(b.ciphertext), PART_BYTES))
-    ])
+    ]
 
 
 class BlockRef(NamedTuple):

@@ -52,9 +52,14 @@ async def insert_items(
             [(index_id, *row) for row in zip(tokens, seqs, payloads, strict=True)],
         )
     except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name != _PRIMARY_KEY:
+        if not is_duplicate_item(exc):
             raise
         raise ItemsExist from exc
+
+
+def is_duplicate_item(exc: asyncpg.UniqueViolationError) -> bool:
+    """Whether the violation is of an item stored under the same token."""
+    return bool(exc.constraint_name == _PRIMARY_KEY)
 
 
 # Sent through asyncpg directly: SQLAlchemy's statement handling and per-element
