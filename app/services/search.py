@@ -217,7 +217,9 @@ async def _search(
     refs: Sequence[BlockRef] = view.blocks
     probes = None
     if centroids is not None:
-        n_probes = spec.n_probes or auto_n_probes(len(centroids), metric)
+        n_probes = (
+            spec.n_probes or opened.row.auto_n_probes or auto_n_probes(len(centroids), metric)
+        )
         probes = await run_cpu(
             lambda: probe_lists(queries, centroids, metric, n_probes),
             heavy=queries.size * len(centroids) > _SCORES_IN_PLACE,

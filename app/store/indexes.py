@@ -56,6 +56,7 @@ class IndexRow:
     layout_epoch: int = 0
     tail_blocks: int = 0
     tail_entries: int = 0
+    auto_n_probes: int = 0
 
 
 def index_columns(alias: str = "") -> str:
@@ -258,7 +259,8 @@ async def lock_index(conn: AsyncConnection, index_id: int) -> LockedIndex | None
 
 
 async def activate_version(
-    conn: AsyncConnection, index_id: int, version: int, n_lists: int, trained_vectors: int
+    conn: AsyncConnection, index_id: int, version: int, n_lists: int, trained_vectors: int,
+    auto_n_probes: int = 0,
 ) -> None:
     """Make `version` the one searches and upserts use; it starts without a write tail."""
     await conn.execute(
@@ -266,7 +268,7 @@ async def activate_version(
         .where(indexes.c.id == index_id)
         .values(
             active_version=version, n_lists=n_lists, trained_vectors=trained_vectors,
-            tail_blocks=0, tail_entries=0,
+            tail_blocks=0, tail_entries=0, auto_n_probes=auto_n_probes,
         )
     )
 

@@ -128,6 +128,11 @@ indexes = Table(
         "tail_entries", Integer, nullable=False, server_default="0",
         comment="Entries in the active version's write tail, stale included.",
     ),
+    Column(
+        "auto_n_probes", Integer, nullable=False, server_default="0",
+        comment="Lists a query probes when it does not say, measured by the training run "
+        "of the active version; 0: from the number of lists.",
+    ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant", "name"),
     comment="One row per vector index: configuration and its wrapped data key.",

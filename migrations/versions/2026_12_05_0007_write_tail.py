@@ -1,6 +1,7 @@
 """A write tail per index: small writes into a trained index go to a few tail blocks
 that every query scans, folded into the lists later; the layout epoch lets a
-process extend its cached block listing instead of reading it again.
+process extend its cached block listing instead of reading it again; and the
+probes a query needs, as its training run measured them.
 
 Revision ID: 0007
 Revises: 0006
@@ -32,6 +33,11 @@ def upgrade() -> None:
         "tail_entries", sa.Integer(), nullable=False, server_default="0",
         comment="Entries in the active version's write tail, stale included.",
     ))
+    op.add_column("indexes", sa.Column(
+        "auto_n_probes", sa.Integer(), nullable=False, server_default="0",
+        comment="Lists a query probes when it does not say, measured by the training run "
+        "of the active version; 0: from the number of lists.",
+    ))
 
 
 def downgrade() -> None:
@@ -42,5 +48,5 @@ def downgrade() -> None:
         "RAISE EXCEPTION 'indexes hold write-tail blocks; train them (which folds the tail) "
         "before downgrading'; END IF; END $$"
     )
-    for column in ("tail_entries", "tail_blocks", "layout_epoch"):
+    for column in ("auto_n_probes", "tail_entries", "tail_blocks", "layout_epoch"):
         op.drop_column("indexes", column)
