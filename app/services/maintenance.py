@@ -1,6 +1,6 @@
 """Work that follows a write: auto-training when an index has grown, a fold of its
 write tail when the tail is due (app.services.tail), compaction when its blocks
-have gone stale or fragmented. Both run in the background under the
+have gone stale or fragmented. All run in the background under the
 index's advisory lock, so across all service processes one job runs per index.
 
 Auto-training waits for a pause in the writes (CIPHERVEC_AUTO_TRAIN_QUIET_S,

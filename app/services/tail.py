@@ -80,8 +80,10 @@ async def fold_tail(ctx: ServiceContext, cipher: IndexCipher, metric: Metric) ->
         keep = np.isin(seqs, np.fromiter(live, dtype=np.int64, count=len(live)))
         seqs, vectors = seqs[keep], vectors[keep]
         centroids = await ctx.centroids.load(conn, cipher, version)
+        if centroids is None:  # only version 0 has none, and it has no tail
+            return 0
         folded: list[BlockRow] = []
-        if len(seqs) and centroids is not None:
+        if len(seqs):
             lists = await run_cpu(
                 lambda: nearest_lists(vectors, centroids, metric)[:, 0],
                 heavy=len(seqs) > _FOLD_IN_PLACE,
