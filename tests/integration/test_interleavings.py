@@ -65,8 +65,8 @@ async def _apply(
     kind = operation[0]
     if kind == "upsert":
         ids = [f"i{n}" for n in operation[1]]
-        rows = np.random.default_rng(operation[2]).normal(size=(len(ids), DIMENSION))
-        rows = rows.astype(np.float32)
+        rng = np.random.default_rng(operation[2])
+        rows = rng.normal(size=(len(ids), DIMENSION)).astype(np.float32)
         await vector_service.upsert(ctx, "tests", name, key, ItemBatch(
             ids=ids, vectors=rows, contents=[None] * len(ids), metadata=[None] * len(ids),
         ))

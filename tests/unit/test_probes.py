@@ -14,7 +14,8 @@ from app.ivf.probes import FACTOR_CAP, measured_n_probes
 
 def _centroids(vectors: np.ndarray, n_lists: int) -> np.ndarray:
     km = KMeans(n_lists, n_init=1, max_iter=20, random_state=0).fit(vectors)
-    return km.cluster_centers_.astype(np.float32)
+    centroids: np.ndarray = km.cluster_centers_.astype(np.float32)
+    return centroids
 
 
 def _recall(vectors: np.ndarray, queries: np.ndarray, centroids: np.ndarray, probes: int) -> float:
