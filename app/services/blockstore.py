@@ -70,6 +70,12 @@ def plan_blocks(
     ]
 
 
+def block_count(lists: Lists, block_size: int) -> int:
+    """How many blocks `plan_blocks` makes of entries in `lists`, without planning them."""
+    counts = np.bincount(lists)
+    return int(np.sum(-(-counts[counts > 0] // block_size)))
+
+
 def entry_blocks(plans: Sequence[BlockPlan], n_entries: int) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The id of the block each entry goes into, by position."""
     placed = np.empty(n_entries, dtype=np.int64)

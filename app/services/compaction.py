@@ -36,7 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.index_cipher import IndexCipher
 from app.ivf.blocks import TAIL_LIST_NO
-from app.services.blockstore import open_blocks, plan_blocks, remember_committed, seal_tagged
+from app.services.blockstore import (
+    block_count,
+    open_blocks,
+    plan_blocks,
+    remember_committed,
+    seal_tagged,
+)
 from app.services.context import ServiceContext
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
@@ -163,7 +169,7 @@ async def _rewrite(
         live = await item_repo.live_among(conn, index_id, seqs.tolist())
         keep = np.isin(seqs, np.fromiter(live, dtype=np.int64, count=len(live)))
         seqs, vectors, lists = seqs[keep], vectors[keep], lists[keep]
-        n_blocks = len(plan_blocks(lists, seqs, block_size))
+        n_blocks = block_count(lists, block_size)
         # The index row's lock, before any block is written (app.store.indexes).
         first = await index_repo.reserve_ids(conn, index_id, n_blocks)
         if first is None:

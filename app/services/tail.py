@@ -27,6 +27,7 @@ from app.ivf.blocks import TAIL_LIST_NO
 from app.ivf.distance import Metric
 from app.ivf.kmeans import nearest_lists
 from app.services.blockstore import (
+    block_count,
     open_blocks_off_loop,
     plan_blocks,
     remember_committed,
@@ -88,7 +89,7 @@ async def fold_tail(ctx: ServiceContext, cipher: IndexCipher, metric: Metric) ->
                 lambda: nearest_lists(vectors, centroids, metric)[:, 0],
                 heavy=len(seqs) > _FOLD_IN_PLACE,
             )
-            n_blocks = len(plan_blocks(lists, seqs, block_size))
+            n_blocks = block_count(lists, block_size)
             first = await index_repo.reserve_ids(conn, index_id, n_blocks)
             if first is None:
                 return 0

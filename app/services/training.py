@@ -54,6 +54,7 @@ from app.ivf.kmeans import (
 from app.ivf.probes import measured_n_probes
 from app.ivf.vectors import Matrix
 from app.services.blockstore import (
+    block_count,
     open_blocks,
     open_blocks_off_loop,
     remember_committed,
@@ -268,7 +269,7 @@ class _Run:
             if not len(part):
                 continue
             async with self.ctx.db.transaction() as conn:
-                first = await _reserve_ids(conn, self.row, _block_count(lists[part], block_size))
+                first = await _reserve_ids(conn, self.row, block_count(lists[part], block_size))
                 blocks = await asyncio.to_thread(
                     seal_assigned, self.cipher, version, lists[part], seqs[part], vectors[part],
                     block_size, itertools.count(first),
@@ -315,11 +316,6 @@ def _chunk_cuts(list_ends: np.ndarray, size: int) -> list[int]:
             cuts.append(end)
             last = end
     return cuts
-
-
-def _block_count(lists: np.ndarray, block_size: int) -> int:
-    counts = np.bincount(lists)
-    return int(np.sum(-(-counts[counts > 0] // block_size)))
 
 
 async def run_locked(
@@ -425,7 +421,7 @@ async def run_locked(
         late_blocks = []
         if len(late_seqs):
             lists = _assign(late_vectors, centroids, run.metric)
-            first = await _reserve_ids(conn, row, _block_count(lists, block_size))
+            first = await _reserve_ids(conn, row, block_count(lists, block_size))
             late_blocks = seal_assigned(
                 cipher, new, lists, late_seqs, late_vectors, block_size,
                 block_ids=itertools.count(first),
