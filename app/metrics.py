@@ -104,7 +104,7 @@ class Metrics:
             "ciphervec_training_duration_seconds", "Duration of training runs.",
             ["trigger", "outcome"], buckets=TRAINING_BUCKETS, registry=self.registry,
         )
-        # What the write tail and the tiered merges keep bounded (app.services.tail).
+        # What the write tail and the tiered merges keep bounded (app.engine.tail).
         self.search_blocks = Histogram(
             "ciphervec_search_blocks_opened", "Encrypted blocks one search request opened.",
             buckets=SEARCH_BLOCK_BUCKETS, registry=self.registry,

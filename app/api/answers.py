@@ -4,7 +4,7 @@ holding the event loop, and refused once over CIPHERVEC_MAX_RESPONSE_BYTES.
 Starlette's JSONResponse encodes its whole content in one `json.dumps` call,
 which holds the GIL: a worker thread would not free the loop meanwhile. Here
 long lists are encoded a group of elements at a time, on a worker thread when
-the answer is large (app.services.cpu), so the loop gets its turn between
+the answer is large (app.engine.cpu), so the loop gets its turn between
 groups. The bytes are the ones JSONResponse would send (compact separators,
 UTF-8, no NaN). The response keeps its documented schema: the route declares
 it, and what is built here is already made of validated values.
@@ -19,8 +19,8 @@ from typing import Any
 from fastapi.responses import Response
 
 from app.config import Settings
+from app.engine.cpu import run_cpu
 from app.services.bounds import answer_too_large
-from app.services.cpu import run_cpu
 
 # Elements of a list encoded per json.dumps call: a few milliseconds at most
 # for results of ordinary size.

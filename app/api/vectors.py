@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from app.api.answers import json_answer
 from app.api.deps import Caller, Context
 from app.api.json_body import FastJsonRoute
+from app.engine.payload import ItemPayload
 from app.errors import BadRequest, InvalidInput
 from app.ivf.vectors import Matrix, matrix_from_base64
 from app.schemas.common import IndexOperationRequest, SuccessResponse
@@ -31,7 +32,6 @@ from app.schemas.vectors import (
 from app.services import search
 from app.services import vectors as service
 from app.services.auth import Permission
-from app.services.payload import ItemPayload
 
 router = APIRouter(prefix="/vectors", tags=["vectors"], route_class=FastJsonRoute)
 

@@ -39,13 +39,13 @@ from typing import Any, Protocol, TextIO
 import numpy as np
 from pydantic import ValidationError
 
+from app.engine.payload import ItemPayload
 from app.ivf.vectors import Matrix
 from app.ops.pgvector_source import SKIPPED_SHOWN, PgvectorSource, SourceBatch
 from app.schemas.vectors import VectorItem
 from app.services import export, indexes
 from app.services import vectors as vector_service
 from app.services.context import ServiceContext
-from app.services.payload import ItemPayload
 
 
 class TransferFailed(Exception):

@@ -1,1 +1,1 @@
-"""Use cases: each function is one transaction over store, crypto, kms and ivf."""
+"""Use cases: each function is one request's work over the engine, store, crypto, kms and ivf."""

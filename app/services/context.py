@@ -1,4 +1,5 @@
-"""What every use case needs: the database, the settings and the in-process caches."""
+"""What every use case needs: the engine's context (database, settings, caches)
+plus index keys, API keys and the process's background work."""
 
 from __future__ import annotations
 
@@ -6,35 +7,28 @@ import asyncio
 from dataclasses import dataclass, field
 
 from app.config import Settings
+from app.engine.context import EngineContext
 from app.kms.index_keys import IndexKeys
 from app.kms.registry import KmsRegistry
 from app.kms.sdk import IndexCipherCache
 from app.metrics import Metrics
 from app.services.auth import ApiKeyCache
-from app.services.blockstore import CentroidCache
 from app.store.block_cache import BlockCache
-from app.store.blocks import SearchView
 from app.store.db import Database
 
 
-@dataclass(slots=True)
-class ServiceContext:
+@dataclass(slots=True, kw_only=True)
+class ServiceContext(EngineContext):
     """Built once in the app's lifespan and handed to every service call."""
 
-    settings: Settings
-    db: Database
     keys: IndexKeys
     api_keys: ApiKeyCache
-    blocks: BlockCache
-    centroids: CentroidCache = field(default_factory=CentroidCache)
-    metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     compaction_checks: dict[int, float] = field(default_factory=dict)
     # Per index: when this process last wrote to it, and a training waiting for quiet.
     last_writes: dict[int, float] = field(default_factory=dict)
     trainings_due: set[int] = field(default_factory=set)
     overwrites: dict[tuple[str, str], float] = field(default_factory=dict)
-    views: dict[tuple[str, str], SearchView] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, metrics: Metrics | None = None) -> ServiceContext:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from app.services.blockstore import open_blocks
+from app.engine.blockstore import open_blocks
+from app.engine.payload import ItemPayload
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
-from app.services.payload import ItemPayload
 from app.services.vectors import open_payload
 from app.store import blocks as block_repo
 from app.store import items as item_repo

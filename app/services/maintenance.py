@@ -1,5 +1,5 @@
 """Work that follows a write: auto-training when an index has grown, a fold of its
-write tail when the tail is due (app.services.tail), compaction when its blocks
+write tail when the tail is due (app.engine.tail), compaction when its blocks
 have gone stale or fragmented. All run in the background under the
 index's advisory lock, so across all service processes one job runs per index.
 
@@ -23,13 +23,13 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from app.crypto.index_cipher import IndexCipher
+from app.engine.compaction import compact_if_needed
+from app.engine.locking import maintenance_lock
+from app.engine.tail import fold_tail, tail_due
 from app.errors import CiphervecError, IndexNotFound
 from app.ivf.distance import Metric
-from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex
-from app.services.locking import maintenance_lock
-from app.services.tail import fold_tail, tail_due
 from app.services.training import TrainParams, run_locked
 from app.store import indexes as index_repo
 from app.store.indexes import IndexRow

@@ -14,7 +14,7 @@ Searches run outside a transaction, each statement on its own snapshot: the
 view (index row and block listing) may come from the process cache, and the
 first item round trip also reads the index's signature, so a view that no
 longer matches the database (a write, a compaction, a version switch) is
-replaced by a fresh one, read or extended (app.services.views), and the
+replaced by a fresh one, read or extended (app.engine.views), and the
 search starts again on it. A search therefore
 never mixes two index versions.
 """
@@ -30,6 +30,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.engine.blockstore import MissingCentroids, open_blocks_off_loop
+from app.engine.cpu import run_cpu
+from app.engine.payload import ItemPayload
+from app.engine.views import cached_view, forget_view, read_view
 from app.errors import (
     InvalidFilter,
     InvalidInput,
@@ -42,14 +46,10 @@ from app.ivf.distance import Metric, exact_distances, scan_scores, smallest
 from app.ivf.kmeans import auto_n_probes, probe_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import texts as text_service
-from app.services.blockstore import MissingCentroids, open_blocks_off_loop
 from app.services.bounds import AnswerBudget, check_query_shape
 from app.services.context import ServiceContext
-from app.services.cpu import run_cpu
 from app.services.indexes import OpenIndex, open_row
-from app.services.payload import ItemPayload
 from app.services.vectors import open_payload
-from app.services.views import cached_view, forget_view, read_view
 from app.store import blocks as block_repo
 from app.store import items as item_repo
 from app.store.blocks import BlockRef, SearchView
@@ -133,7 +133,7 @@ async def query(
     # Cached view, then a fresh one; under a stream of concurrent writes the
     # last try reads view and items in one REPEATABLE READ snapshot, where a
     # fresh view cannot go stale.
-    # A stale view is extended with the blocks written since (app.services.views).
+    # A stale view is extended with the blocks written since (app.engine.views).
     stale: SearchView | None = None
     for fresh, snapshot in ((False, False), (True, False), (True, True)):
         connection = ctx.db.transaction(snapshot=True) if snapshot else ctx.db.autocommit()
@@ -187,7 +187,7 @@ class _Scanned:
     lists: np.ndarray[Any, np.dtype[np.int64]] | None
 
 
-# Work below these sizes runs on the event loop (see app.services.cpu): scoring
+# Work below these sizes runs on the event loop (see app.engine.cpu): scoring
 # of about a million multiply-adds or centroid distances, a thousand hits, and
 # the payloads of two hundred candidates that a filter decrypts.
 _SCORES_IN_PLACE = 1_000_000

@@ -12,7 +12,7 @@
    from the active version's centroids.
 3. Assign: write every live vector into the new version's blocks (invisible,
    since the version is not active yet), and the list each went into in the
-   version's list map (see app.services.places).
+   version's list map (see app.engine.places).
 4. Catch up: vectors upserted meanwhile sit in blocks with ids > S; assign
    them too, first without blocking writers, then
 5. Switch: in one transaction holding the index row lock, assign the last
@@ -41,6 +41,16 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.index_cipher import IndexCipher
+from app.engine.blockstore import (
+    block_count,
+    open_blocks,
+    open_blocks_off_loop,
+    remember_committed,
+    seal_assigned,
+    seal_centroids,
+)
+from app.engine.locking import maintenance_lock
+from app.engine.places import seal_list_map
 from app.errors import Conflict, IndexNotFound, InvalidInput
 from app.ivf.blocks import Seqs
 from app.ivf.distance import Metric
@@ -53,18 +63,8 @@ from app.ivf.kmeans import (
 )
 from app.ivf.probes import measured_n_probes
 from app.ivf.vectors import Matrix
-from app.services.blockstore import (
-    block_count,
-    open_blocks,
-    open_blocks_off_loop,
-    remember_committed,
-    seal_assigned,
-    seal_centroids,
-)
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
-from app.services.locking import maintenance_lock
-from app.services.places import seal_list_map
 from app.store import blocks as block_repo
 from app.store import centroids as centroid_repo
 from app.store import indexes as index_repo

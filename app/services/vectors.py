@@ -15,6 +15,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.config import Settings
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
+from app.engine.blockstore import (
+    BlockPlan,
+    entry_blocks,
+    plan_blocks,
+    remember_committed,
+    seal_planned,
+)
+from app.engine.cpu import run_cpu
+from app.engine.overlap import alongside
+from app.engine.payload import (
+    ItemPayload,
+    decode_payload,
+    encode_fields,
+    fields_size,
+    payload_id,
+    with_place,
+)
+from app.engine.places import BlocksGone, find_vectors
+from app.engine.retry import retry_conflicts
+from app.engine.tail import tail_bounds
+from app.engine.views import cached_view, extend_after_write, forget_view, read_view
 from app.errors import (
     CiphervecError,
     IndexNotFound,
@@ -28,29 +49,8 @@ from app.ivf.distance import Metric
 from app.ivf.kmeans import Lists, nearest_lists
 from app.ivf.vectors import Matrix, vector_matrix
 from app.services import bounds, maintenance, texts
-from app.services.blockstore import (
-    BlockPlan,
-    entry_blocks,
-    plan_blocks,
-    remember_committed,
-    seal_planned,
-)
 from app.services.context import ServiceContext
-from app.services.cpu import run_cpu
 from app.services.indexes import OpenIndex, open_index, open_row
-from app.services.overlap import alongside
-from app.services.payload import (
-    ItemPayload,
-    decode_payload,
-    encode_fields,
-    fields_size,
-    payload_id,
-    with_place,
-)
-from app.services.places import BlocksGone, find_vectors
-from app.services.retry import retry_conflicts
-from app.services.tail import tail_bounds
-from app.services.views import cached_view, extend_after_write, forget_view, read_view
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
@@ -169,7 +169,7 @@ async def upsert(
     """Insert or overwrite items atomically, each vector in its inverted list's blocks.
 
     Everything happens in one transaction; its statements are pipelined with
-    the encryption of the next chunk (see app.services.overlap). The items are
+    the encryption of the next chunk (see app.engine.overlap). The items are
     first inserted plainly, which costs PostgreSQL less than overwriting; if
     one of them is already stored, the transaction rolls back and runs again,
     overwriting, and so do the index's upserts for a while after. An id given
@@ -252,7 +252,7 @@ async def _store(
             else plan_blocks(lists, seqs, ctx.settings.block_max_vectors)
         )
         # An entry's place names its list even in the tail: once a fold has
-        # moved it there (app.services.tail), a read looks in that list.
+        # moved it there (app.engine.tail), a read looks in that list.
         block_ids = entry_blocks(plans, n)
         starts = _chunk_starts(n)
         ends = [*starts[1:], n]
@@ -369,7 +369,7 @@ async def _vectors_or_embeddings(
     return cast(list[Sequence[float]], given), model
 
 
-# Below these sizes a step runs on the event loop (see app.services.cpu): about
+# Below these sizes a step runs on the event loop (see app.engine.cpu): about
 # 2 us per id token, 3 us plus the bytes per payload decrypted.
 _TOKENS_IN_PLACE = 1_000
 _PAYLOADS_IN_PLACE = 200
@@ -396,7 +396,7 @@ async def get_items(
     Without "vector" in `include`, items come without their vectors (not
     looked up); `include` also sizes the answer, refused before any item is
     decrypted when it would be too large (app.services.bounds). With this
-    process's cached view of the index (see app.services.views), one
+    process's cached view of the index (see app.engine.views), one
     statement reads the items and checks the view; otherwise, or when the view
     turns out stale, the view and the items are read in one snapshot.
     """

@@ -8,7 +8,7 @@ pool timeout, a server shutting down, crashing or starting up), while a
 connection is taken, used or given back, surfaces as ServiceUnavailable (503),
 never as a hang or a 500; a transaction PostgreSQL aborts as a deadlock victim
 or for a serialization failure surfaces as TransactionConflict, which a
-service may rerun (app.services.retry).
+service may rerun (app.engine.retry).
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ import numpy as np
 from sqlalchemy import text
 
 from app.config import Settings
+from app.engine.locking import maintenance_lock
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
-from app.services.locking import maintenance_lock
 from app.store.db import Database
 from tests.support.app_client import app_client
 from tests.support.recall import create_index, upsert_vectors

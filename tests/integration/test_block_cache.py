@@ -11,11 +11,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import Settings
+from app.engine.compaction import compact_if_needed
+from app.engine.locking import maintenance_lock
 from app.services import search
-from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
-from app.services.locking import maintenance_lock
 from tests.support.app_client import app_client
 
 

@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings
+from app.engine.blockstore import plan_blocks, seal_tagged
+from app.engine.compaction import compact_if_needed
+from app.engine.locking import maintenance_lock
 from app.ivf.blocks import TAIL_LIST_NO
-from app.services.blockstore import plan_blocks, seal_tagged
-from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index
-from app.services.locking import maintenance_lock
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store.tables import vector_blocks as vb

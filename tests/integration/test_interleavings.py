@@ -13,15 +13,15 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from app.config import Settings
+from app.engine.compaction import compact_if_needed
+from app.engine.locking import maintenance_lock
+from app.engine.tail import fold_tail
 from app.ivf.distance import Metric
 from app.services import search, training
 from app.services import vectors as vector_service
-from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import IndexSpec, create_index, open_index
-from app.services.locking import maintenance_lock
 from app.services.search import QuerySpec
-from app.services.tail import fold_tail
 from app.services.training import TrainParams
 from app.services.vectors import ItemBatch
 

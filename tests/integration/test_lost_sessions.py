@@ -14,9 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
+from app.engine.locking import maintenance_lock
 from app.errors import ServiceUnavailable
 from app.services.context import ServiceContext
-from app.services.locking import maintenance_lock
 from app.store import locks
 from app.store.db import Database, driver_connection
 

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 
 from app.config import Settings
-from app.services.compaction import compact_if_needed
+from app.engine.compaction import compact_if_needed
+from app.engine.locking import maintenance_lock
+from app.engine.places import MAP_PAGE_ENTRIES
 from app.services.context import ServiceContext
 from app.services.indexes import open_index
-from app.services.locking import maintenance_lock
-from app.services.places import MAP_PAGE_ENTRIES
 from app.store import items as item_repo
 from app.store.db import Database
 from tests.support.app_client import app_client

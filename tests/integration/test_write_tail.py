@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.engine.compaction import compact_if_needed
+from app.engine.locking import maintenance_lock
+from app.engine.tail import fold_tail
 from app.ivf.blocks import TAIL_LIST_NO
 from app.ivf.distance import Metric
-from app.services.compaction import compact_if_needed
 from app.services.context import ServiceContext
 from app.services.indexes import OpenIndex, open_index
-from app.services.locking import maintenance_lock
-from app.services.tail import fold_tail
 from app.store import blocks as block_repo
 from tests.support.app_client import app_client
 

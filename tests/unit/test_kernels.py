@@ -12,6 +12,14 @@ from hypothesis import strategies as st
 
 from app.crypto.envelope import generate_data_key
 from app.crypto.index_cipher import IndexCipher
+from app.engine.blockstore import (
+    entry_blocks,
+    open_blocks,
+    plan_blocks,
+    seal_assigned,
+    seal_planned,
+)
+from app.engine.payload import VectorPlace, decode_payload, encode_fields, with_place
 from app.errors import InvalidInput, StoredDataCorrupt
 from app.ivf.blocks import (
     BlockEntries,
@@ -31,14 +39,6 @@ from app.ivf.kmeans import (
     probe_lists,
 )
 from app.ivf.vectors import matrix_from_base64, vector_matrix
-from app.services.blockstore import (
-    entry_blocks,
-    open_blocks,
-    plan_blocks,
-    seal_assigned,
-    seal_planned,
-)
-from app.services.payload import VectorPlace, decode_payload, encode_fields, with_place
 from app.store.blocks import BlockRow
 
 finite32 = st.floats(-1e3, 1e3, allow_nan=False, width=32)

@@ -1,4 +1,4 @@
-"""Running CPU work while a statement is in flight (app.services.overlap)."""
+"""Running CPU work while a statement is in flight (app.engine.overlap)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.services.overlap import alongside
+from app.engine.overlap import alongside
 
 
 async def test_work_runs_after_the_statement_has_started_and_both_results_return() -> None:

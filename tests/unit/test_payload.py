@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from app.services.payload import (
+from app.engine.payload import (
     ItemPayload,
     VectorPlace,
     decode_payload,

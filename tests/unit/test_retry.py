@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.engine.retry import ATTEMPTS, retry_conflicts
 from app.errors import InvalidInput, TransactionConflict
-from app.services.retry import ATTEMPTS, retry_conflicts
 
 
 class FailsFirst:

@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.aead import AuthenticationFailed
 from app.crypto.index_cipher import IndexCipher
+from app.engine.blockstore import open_blocks_off_loop
+from app.engine.payload import VectorPlace
 from app.errors import StoredDataCorrupt
 from app.ivf.blocks import Seqs, pack_list_map, unpack_list_map
 from app.ivf.vectors import Matrix
-from app.services.blockstore import open_blocks_off_loop
-from app.services.payload import VectorPlace
 from app.store import blocks as block_repo
 from app.store.block_cache import BlockCache
 from app.store.blocks import BlockRef, BlockRow, SearchView

@@ -35,15 +35,15 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.index_cipher import IndexCipher
-from app.ivf.blocks import TAIL_LIST_NO
-from app.services.blockstore import (
+from app.engine.blockstore import (
     block_count,
     open_blocks,
     plan_blocks,
     remember_committed,
     seal_tagged,
 )
-from app.services.context import ServiceContext
+from app.engine.context import EngineContext
+from app.ivf.blocks import TAIL_LIST_NO
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
@@ -59,7 +59,7 @@ class _Outcome(enum.Enum):
     INDEX_GONE = enum.auto()
 
 
-async def compact_if_needed(ctx: ServiceContext, cipher: IndexCipher) -> int:
+async def compact_if_needed(ctx: EngineContext, cipher: IndexCipher) -> int:
     """Rewrite what needs it; returns how many rewrites were committed (whole lists
     for stale entries, or batches of (list, size class) merges)."""
     index_id = cipher.index_id
@@ -110,7 +110,7 @@ _MERGE_BATCH_BLOCKS = 4_096
 
 
 async def _merge_tiers(
-    ctx: ServiceContext, cipher: IndexCipher, version: int, tail: bytes
+    ctx: EngineContext, cipher: IndexCipher, version: int, tail: bytes
 ) -> int:
     index_id = cipher.index_id
     block_size = ctx.settings.block_max_vectors
@@ -148,7 +148,7 @@ async def _merge_tiers(
 
 
 async def _rewrite(
-    ctx: ServiceContext, cipher: IndexCipher, version: int,
+    ctx: EngineContext, cipher: IndexCipher, version: int,
     read: Callable[[AsyncConnection], Awaitable[list[BlockRow]]],
 ) -> _Outcome:
     """Replace the blocks that `read` returns by blocks of their live entries, each

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.engine.context import EngineContext
 from app.errors import IndexNotFound
-from app.services.context import ServiceContext
 from app.store import blocks as block_repo
 from app.store.blocks import BlockRef, SearchView
 from app.store.indexes import IndexRow
@@ -23,12 +23,12 @@ from app.store.indexes import IndexRow
 MAX_CACHED_VIEWS = 10_000
 
 
-def cached_view(ctx: ServiceContext, tenant: str, name: str) -> SearchView | None:
+def cached_view(ctx: EngineContext, tenant: str, name: str) -> SearchView | None:
     """The view this process last read of the index, if any."""
     return ctx.views.get((tenant, name))
 
 
-def remember_view(ctx: ServiceContext, tenant: str, name: str, view: SearchView) -> None:
+def remember_view(ctx: EngineContext, tenant: str, name: str, view: SearchView) -> None:
     """Cache `view` as the index's latest."""
     if len(ctx.views) >= MAX_CACHED_VIEWS:
         ctx.views.clear()
@@ -36,7 +36,7 @@ def remember_view(ctx: ServiceContext, tenant: str, name: str, view: SearchView)
 
 
 def extend_after_write(
-    ctx: ServiceContext, tenant: str, name: str, row: IndexRow, first_seq: int, last_seq: int,
+    ctx: EngineContext, tenant: str, name: str, row: IndexRow, first_seq: int, last_seq: int,
     added: Sequence[BlockRef],
 ) -> None:
     """After a committed write of sequences first_seq..last_seq (and the blocks
@@ -47,13 +47,13 @@ def extend_after_write(
         remember_view(ctx, tenant, name, view.extended(row, last_seq, added))
 
 
-def forget_view(ctx: ServiceContext, tenant: str, name: str) -> None:
+def forget_view(ctx: EngineContext, tenant: str, name: str) -> None:
     """Drop the index's cached view (it no longer matches the database)."""
     ctx.views.pop((tenant, name), None)
 
 
 async def read_view(
-    conn: AsyncConnection, ctx: ServiceContext, tenant: str, name: str,
+    conn: AsyncConnection, ctx: EngineContext, tenant: str, name: str,
     base: SearchView | None = None,
 ) -> SearchView:
     """The index's view as `conn` sees it, remembered for later requests; given the

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.services.context import ServiceContext
+from app.engine.context import EngineContext
 from app.store import indexes as index_repo
 from app.store import locks
 from app.store.db import connection_lost
@@ -19,7 +19,7 @@ _WAIT_SLICE_S = 1.0
 
 @asynccontextmanager
 async def maintenance_lock(
-    ctx: ServiceContext, index_id: int, *, wait_s: float = 0.0
+    ctx: EngineContext, index_id: int, *, wait_s: float = 0.0
 ) -> AsyncIterator[bool]:
     """Hold the index's advisory lock for the block; yields False if another job
     holds it (for longer than `wait_s`, when given), or if the index is deleted

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.crypto.aead import AuthenticationFailed, plaintext_length
 from app.crypto.index_cipher import IndexCipher
+from app.engine.cpu import run_cpu
 from app.errors import StoredDataCorrupt
 from app.ivf.blocks import BlockEntries, Seqs, block_shape, pack_block
 from app.ivf.kmeans import pack_centroids, unpack_centroids
 from app.ivf.vectors import Matrix
-from app.services.cpu import run_cpu
 from app.store import centroids as centroid_repo
 from app.store.block_cache import BlockCache
 from app.store.blocks import BlockRow
@@ -186,7 +186,7 @@ _OPEN_IN_PLACE_BYTES = 1 << 20
 async def open_blocks_off_loop(
     cipher: IndexCipher, blocks: Sequence[BlockRow]
 ) -> tuple[Seqs, Matrix]:
-    """`open_blocks` on a worker thread when the blocks are large (see app.services.cpu)."""
+    """`open_blocks` on a worker thread when the blocks are large (see app.engine.cpu)."""
     size = sum(len(block.ciphertext) for block in blocks)
     return await run_cpu(lambda: open_blocks(cipher, blocks), heavy=size > _OPEN_IN_PLACE_BYTES)
 

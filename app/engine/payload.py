@@ -8,7 +8,7 @@ only paid for items that carry metadata.
 The tail depends on the format:
 - 2 (written now): where the vector was written, `u32 version | u32 list | i64 block`.
   The vector itself is stored once, in its inverted list's block; see
-  app.services.places for how a read finds it.
+  app.engine.places for how a read finds it.
 - 1 (written before): the vector itself, float32. Such rows are still read.
 """
 

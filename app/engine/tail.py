@@ -7,7 +7,7 @@ Every query scans the whole tail, so it is bounded (`tail_max_entries`,
 `tail_max_blocks`, enforced by the statement that reserves the write's
 sequences); past `tail_fold_entries` or `tail_fold_blocks` a background fold
 moves its live entries into their lists, a few entries per list, where the
-tiered merges of app.services.compaction gather them into full blocks. An
+tiered merges of app.engine.compaction gather them into full blocks. An
 entry is thus rewritten once by the fold and at most once per size class by
 the merges: a small write costs what it writes.
 
@@ -23,18 +23,18 @@ import numpy as np
 
 from app.config import Settings
 from app.crypto.index_cipher import IndexCipher
-from app.ivf.blocks import TAIL_LIST_NO
-from app.ivf.distance import Metric
-from app.ivf.kmeans import nearest_lists
-from app.services.blockstore import (
+from app.engine.blockstore import (
     block_count,
     open_blocks_off_loop,
     plan_blocks,
     remember_committed,
     seal_planned,
 )
-from app.services.context import ServiceContext
-from app.services.cpu import run_cpu
+from app.engine.context import EngineContext
+from app.engine.cpu import run_cpu
+from app.ivf.blocks import TAIL_LIST_NO
+from app.ivf.distance import Metric
+from app.ivf.kmeans import nearest_lists
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
@@ -42,7 +42,7 @@ from app.store.blocks import BlockRow
 from app.store.indexes import IndexRow, TailBounds
 
 # Entries whose list assignment and sealing run in place rather than on a worker
-# thread (see app.services.cpu).
+# thread (see app.engine.cpu).
 _FOLD_IN_PLACE = 256
 
 
@@ -62,7 +62,7 @@ def tail_due(settings: Settings, row: IndexRow) -> bool:
     )
 
 
-async def fold_tail(ctx: ServiceContext, cipher: IndexCipher, metric: Metric) -> int:
+async def fold_tail(ctx: EngineContext, cipher: IndexCipher, metric: Metric) -> int:
     """Move the live entries of the active version's tail into their lists, in one
     transaction holding the index row (writers wait for it, a few milliseconds);
     returns how many entries moved. The caller holds the maintenance lock."""
