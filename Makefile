@@ -48,8 +48,8 @@ bench: $(VENV)/.installed-bench bench/.venv-ref/bin/python
 bench-real: $(VENV)/.installed-test $(VENV)/.installed-bench bench/.venv-ref/bin/python
 	$(BIN)/python -m bench.real_text
 
-## ciphervec alone at 1,000,000 x 128.
-bench-scale: $(VENV)/.installed-bench
+## Both services at 1,000,000 x 128, with the live phase at that size.
+bench-scale: $(VENV)/.installed-bench bench/.venv-ref/bin/python
 	$(BIN)/python bench/run.py --scale
 
 ## Embedding throughput (batches of 256 texts), model alone and through the client.

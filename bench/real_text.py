@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from cyborgdb import Client
 
-from bench.run import RESULTS, ROOT, ciphervec_server, reference_server
+from bench.run import RESULTS, ROOT, ciphervec_server, live_phase, reference_server
 
 DATA = ROOT / "bench" / ".data"
 # Packages whose docstrings join the standard library's, when installed.
@@ -151,22 +151,14 @@ def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.nd
     truth = exact_top(vectors[:n], queries, top_k)
     curve = [_query_pass(index, queries, truth, p, top_k) for p in N_PROBES]
 
-    upserts, searches = [], []
-    for step, start in enumerate(range(n, n + live, 10)):
-        stop = min(start + 10, n + live)
-        began = time.perf_counter()
-        index.upsert([str(i) for i in range(start, stop)], vectors[start:stop])
-        upserts.append((time.perf_counter() - began) * 1000)
-        began = time.perf_counter()
-        index.query(query_vectors=queries[step % len(queries)].tolist(), top_k=top_k)
-        searches.append((time.perf_counter() - began) * 1000)
+    live_result = live_phase(index, [str(i) for i in range(n, n + live)], vectors[n : n + live],
+                             queries, top_k)
     after = _query_pass(index, queries, exact_top(vectors[: n + live], queries, top_k),
                         None, top_k)
     return {
         "upsert_vectors_per_s": round(n / upsert_s, 1), "train_s": round(train_s, 2),
         "n_probes_curve": curve,
-        "live": {"upsert_10_p50_ms": _ms(upserts, 50), "query_p50_ms": _ms(searches, 50),
-                 "query_p50_last_100_ms": _ms(searches[-100:], 50)},
+        "live": live_result,
         "after_live": after,
     }
 

@@ -3,9 +3,11 @@
 Workload (defaults): N clustered 128-d vectors upserted in batches of 1,000,
 one explicit train, 200 single queries with top_k=10, 50 reads of 10
 random ids with their vectors, then 10,000 new items upserted into the
-trained index. Reports upsert vectors/s (and the p50 and slowest request),
-train seconds, query p50/p95 ms, recall@10 against exact search, get p50 ms
-and the trained upsert's vectors/s, writes
+trained index, then the live phase: 3,000 more items (`--live`) in upserts
+of 10, one query after each. Reports upsert vectors/s (and the p50 and
+slowest request), train seconds, query p50/p95 ms, recall@10 against exact
+search, get p50 ms, the trained upsert's vectors/s and the live phase's
+upsert and query p50 (with the query p50's ratio to the quiet one), writes
 bench/results/<name>.json and a PNG chart. The systems run in turn for three
 rounds (`--rounds`), each on fresh storage; the figures are medians, and
 every run is kept in the JSON. Then both run at once, their upsert requests
@@ -13,7 +15,7 @@ alternating, then (after a training run each) their queries, for ratios
 that the machine's slow and fast spells do not tilt (`interleaved` in the JSON).
 
     python bench/run.py                      # both systems, 50,000 x 128
-    python bench/run.py --scale              # ciphervec alone, 1,000,000 x 128
+    python bench/run.py --scale              # both systems, 1,000,000 x 128, one round
     python bench/run.py --embeddings         # embedding throughput (needs the extra)
 
 --embeddings measures the default embedding model on batches of 256 short
@@ -37,7 +39,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,9 @@ def _children(pid: int) -> list[int]:
 
 
 @contextmanager
-def ciphervec_server(
-    workdir: Path, settings: dict[str, str] | None = None
-) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Any]]:
+def ciphervec_server(workdir: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes], Any]]:
     """ciphervec on an embedded PostgreSQL cluster (fsync on), in its own process,
-    with its default settings but for `settings` (CIPHERVEC_* variables)."""
+    with its default settings."""
     sys.path.insert(0, str(ROOT))
     from app import migrate  # noqa: PLC0415 - the benchmark drives the repo's own code
     from app.localpg import LocalPostgres  # noqa: PLC0415
@@ -121,7 +120,7 @@ def ciphervec_server(
     cluster.start()
     url = cluster.url()
     migrate.upgrade(url)
-    env = {**os.environ, "CIPHERVEC_DATABASE_URL": url, **(settings or {})}
+    env = {**os.environ, "CIPHERVEC_DATABASE_URL": url}
     key = subprocess.run(
         [str(Path(sys.executable).parent / "ciphervec"), "keys", "create", "--name", "bench"],
         env=env, capture_output=True, text=True, check=True, cwd=ROOT,
@@ -169,8 +168,25 @@ def reference_server(workdir: Path) -> Iterator[tuple[str, None, subprocess.Pope
             process.kill()
 
 
+def live_phase(index: Any, ids: list[str], vectors: np.ndarray, queries: np.ndarray,
+               top_k: int) -> dict[str, float]:
+    """What an application does to a live index: `ids` upserted 10 at a time, one
+    query (cycling through `queries`) after each. Request p50s in ms."""
+    upserts, searches = [], []
+    for step, start in enumerate(range(0, len(ids), 10)):
+        began = time.perf_counter()
+        index.upsert(ids[start : start + 10], vectors[start : start + 10])
+        upserts.append((time.perf_counter() - began) * 1000)
+        began = time.perf_counter()
+        index.query(query_vectors=queries[step % len(queries)].tolist(), top_k=top_k)
+        searches.append((time.perf_counter() - began) * 1000)
+    return {"upsert_10_p50_ms": round(float(np.percentile(upserts, 50)), 2),
+            "query_p50_ms": round(float(np.percentile(searches, 50)), 2),
+            "query_p50_last_100_ms": round(float(np.percentile(searches[-100:], 50)), 2)}
+
+
 def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.ndarray,
-             truth: np.ndarray, batch: int, top_k: int) -> dict[str, Any]:
+             truth: np.ndarray, batch: int, top_k: int, live: int) -> dict[str, Any]:
     client = Client(base, api_key=api_key)
     index = client.create_index(f"bench-{secrets.token_hex(4)}", index_key=secrets.token_bytes(32),
                                 dimension=vectors.shape[1], metric="euclidean")
@@ -211,6 +227,13 @@ def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.nd
         stop = min(start + batch, extra)
         index.upsert([f"t{i}" for i in range(start, stop)], vectors[start:stop])
     trained_upsert_s = time.perf_counter() - started
+
+    # Copies of the last vectors under new ids, so recall is unchanged.
+    live_vectors = vectors[len(vectors) - min(live, len(vectors)) :]
+    live_result = live_phase(index, [f"live{i}" for i in range(len(live_vectors))],
+                             live_vectors, queries, top_k)
+    quiet_p50 = float(np.percentile(latencies, 50))
+    live_result["query_p50_vs_quiet"] = round(live_result["query_p50_ms"] / quiet_p50, 2)
     return {
         "upsert_vectors_per_s": round(len(vectors) / upsert_s, 1),
         "upsert_s": round(upsert_s, 2),
@@ -223,6 +246,7 @@ def workload(base: str, api_key: str | None, vectors: np.ndarray, queries: np.nd
         "recall_at_10": round(float(np.mean(recalls)), 4),
         "get_10_ids_p50_ms": round(float(np.percentile(get_latencies, 50)), 2),
         "trained": index.is_trained(),
+        "live": live_result,
     }
 
 
@@ -305,21 +329,13 @@ def embedding_benchmark(batch: int, batches: int, queries: int) -> dict[str, Any
     return result
 
 
-def ciphervec_settings(args: argparse.Namespace) -> dict[str, str]:
-    """The settings a run changes from ciphervec's defaults: none, but for an extra row."""
-    return {"CIPHERVEC_AUTO_TRAIN": "false"} if args.auto_train_off else {}
-
-
 def run_system(system: str, workdir: Path, vectors: np.ndarray, queries: np.ndarray,
                truth: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     """One system, freshly started in `workdir`, through the whole workload."""
-    server = (
-        partial(ciphervec_server, settings=ciphervec_settings(args))
-        if system == "ciphervec" else reference_server
-    )
+    server = ciphervec_server if system == "ciphervec" else reference_server
     with server(workdir) as (base, key, process, cluster):
         print(f"[{system}] running {args.n} x {args.dim} ...", flush=True)
-        result = workload(base, key, vectors, queries, truth, args.batch, args.top_k)
+        result = workload(base, key, vectors, queries, truth, args.batch, args.top_k, args.live)
         result["peak_rss_mb"] = peak_rss_mb(process.pid)
         if cluster is not None:
             size = subprocess.run(
@@ -333,7 +349,7 @@ def run_system(system: str, workdir: Path, vectors: np.ndarray, queries: np.ndar
 
 
 def interleaved(workdir: Path, vectors: np.ndarray, queries: np.ndarray, batch: int,
-                top_k: int, settings: dict[str, str]) -> dict[str, Any]:
+                top_k: int) -> dict[str, Any]:
     """Both services up at once, their requests alternating (which goes first
     alternates too), so a slow spell of the machine hits both alike: the upserts,
     one training run each, then the queries. Median ms per request, and the
@@ -341,9 +357,7 @@ def interleaved(workdir: Path, vectors: np.ndarray, queries: np.ndarray, batch: 
     systems = ("ciphervec", "reference")
     with ExitStack() as stack:
         indexes = {}
-        servers: tuple[Callable[[Path], Any], ...] = (
-            partial(ciphervec_server, settings=settings), reference_server
-        )
+        servers: tuple[Callable[[Path], Any], ...] = (ciphervec_server, reference_server)
         for system, server in zip(systems, servers, strict=True):
             folder = workdir / f"{system}-interleaved"
             folder.mkdir()
@@ -381,10 +395,14 @@ def _alternating(indexes: dict[str, Any], steps: int, request: Callable[[Any, in
 
 
 def median_result(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each figure's median over the runs (booleans: true only if true in every run)."""
+    """Each figure's median over the runs (booleans: true only if true in every run;
+    groups of figures, figure by figure)."""
     merged: dict[str, Any] = {}
     for key, first in runs[0].items():
         values = [run[key] for run in runs]
+        if isinstance(first, dict):
+            merged[key] = median_result(values)
+            continue
         merged[key] = all(values) if isinstance(first, bool) else round(
             float(np.median(values)), 4 if key == "recall_at_10" else 2
         )
@@ -401,9 +419,9 @@ def main() -> None:
     parser.add_argument("--systems", default="ciphervec,reference")
     parser.add_argument("--rounds", type=int, default=3,
                         help="run the systems in turn this many times; figures are medians")
-    parser.add_argument("--scale", action="store_true", help="1,000,000 x 128, ciphervec only")
-    parser.add_argument("--auto-train-off", action="store_true",
-                        help="an extra row: ciphervec with CIPHERVEC_AUTO_TRAIN=false")
+    parser.add_argument("--live", type=int, default=3_000,
+                        help="items upserted 10 at a time, a query after each, at the end")
+    parser.add_argument("--scale", action="store_true", help="1,000,000 x 128, one round")
     parser.add_argument("--embeddings", action="store_true",
                         help="embedding throughput, batches of 256 texts (needs the extra)")
     args = parser.parse_args()
@@ -416,7 +434,7 @@ def main() -> None:
         print(json.dumps(embedding_report, indent=2))
         return
     if args.scale:
-        args.n, args.systems, args.rounds = 1_000_000, "ciphervec", 1
+        args.n, args.rounds = 1_000_000, 1
     vectors, queries = clustered_dataset(args.n, args.dim, args.queries)
     truth = exact_top_k(vectors, queries, args.top_k)
     systems = args.systems.split(",")
@@ -435,9 +453,8 @@ def main() -> None:
                 runs[system].append(result)
                 print(f"[{system} round {round_no + 1}] {json.dumps(result)}", flush=True)
         alternating = (
-            interleaved(workdir, vectors, queries, args.batch, args.top_k,
-                        ciphervec_settings(args))
-            if set(systems) == {"ciphervec", "reference"}
+            interleaved(workdir, vectors, queries, args.batch, args.top_k)
+            if set(systems) == {"ciphervec", "reference"} and not args.scale
             else None
         )
     finally:
@@ -459,8 +476,6 @@ def main() -> None:
         report["interleaved"] = alternating
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "scale-1m" if args.scale else f"side-by-side-{args.n}"
-    if args.auto_train_off:
-        name += "-auto-train-off"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     chart(results, RESULTS / f"{name}.png")
     print(json.dumps(report, indent=2))
