@@ -1,4 +1,4 @@
-"""Routes of /v1/vectors: upsert, get, delete, list_ids, num_vectors, query."""
+"""Routes of /v1/vectors: upsert, get, delete, list_ids, num_vectors, query, query_metadata."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from app.schemas.vectors import (
     ListIdsResponse,
     NumVectorsResponse,
     QueryKnobs,
+    QueryMetadataRequest,
+    QueryMetadataResponse,
     QueryRequest,
     QueryResponse,
     UpsertRequest,
@@ -32,6 +34,7 @@ from app.schemas.vectors import (
 from app.services import search
 from app.services import vectors as service
 from app.services.auth import Permission
+from app.services.metadata_query import MetadataQuery, query_metadata
 
 router = APIRouter(prefix="/vectors", tags=["vectors"], route_class=FastJsonRoute)
 
@@ -191,6 +194,31 @@ async def list_ids(body: IndexOperationRequest, ctx: Context, caller: Caller) ->
     ids = await service.list_ids(ctx, caller.tenant, body.index_name, body.key_bytes())
     return await json_answer(
         ctx.settings, lambda: {"ids": ids, "count": len(ids)}, elements=len(ids)
+    )
+
+
+@router.post("/query_metadata", response_model=QueryMetadataResponse,
+             response_model_exclude_none=True)
+async def query_metadata_route(
+    body: QueryMetadataRequest, ctx: Context, caller: Caller
+) -> Response:
+    """Items whose metadata matches the filter, optionally ordered by a field."""
+    caller.authorize(body.index_name, Permission.READ)
+    order_by, ascending = body.order_by, body.ascending
+    if isinstance(order_by, dict):
+        if len(order_by) != 1:
+            raise InvalidInput("order_by must name exactly one field")
+        ((order_by, direction),) = order_by.items()
+        ascending = direction > 0
+    if order_by is not None and not order_by:
+        raise InvalidInput("order_by must be a field name")
+    ids = await query_metadata(ctx, caller.tenant, body.index_name, body.key_bytes(), MetadataQuery(
+        body.filters, body.top_k, order_by, ascending, body.text,
+    ))
+    return await json_answer(
+        ctx.settings,
+        lambda: {"results": [{"id": i} for i in ids], "ids": ids, "count": len(ids)},
+        elements=2 * len(ids),
     )
 
 

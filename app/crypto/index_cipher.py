@@ -14,6 +14,11 @@ From an index's DEK, HKDF-SHA256 derives independent sub-keys, one per use:
               `id_token = HMAC(k_id, id)[:16]`, never by the id.
 - `list`:     HMAC-SHA256 key for list tags `HMAC(k_list, version || list_no)[:16]`,
               so the database sees list sizes but not which centroid a row belongs to.
+- `term`:     HMAC-SHA256 key for metadata term tokens
+              `HMAC(k_term, len(path) || path || value)[:16]` (app.metadata_terms), so
+              the metadata index is addressed by neither field names nor values.
+- `postings`: AES-GCM over a chunk of a term's posting list (write sequences);
+              associated data = index id, term token and chunk id.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class IndexCipher:
 
     __slots__ = (
         "index_id", "_prefix", "_item", "_block", "_centroid", "_list_map", "_id_key", "_list_key",
-        "_list_tags",
+        "_list_tags", "_term_key", "_postings",
     )
 
     def __init__(self, dek: bytes, index_id: int) -> None:
@@ -57,6 +62,8 @@ class IndexCipher:
         self._id_key = HmacSha256(_derive(dek, "id-token"))
         self._list_key = HmacSha256(_derive(dek, "list-tag"))
         self._list_tags: dict[tuple[int, int], bytes] = {}
+        self._term_key = HmacSha256(_derive(dek, "metadata-term"))
+        self._postings = Aead(_derive(dek, "postings"))
 
     def __repr__(self) -> str:
         return f"IndexCipher(index_id={self.index_id}, <secret>)"
@@ -130,3 +137,23 @@ class IndexCipher:
     def open_list_map(self, version: int, first_seq: int, blob: bytes) -> bytes:
         """Decrypt one page of a version's (sequence, list) map."""
         return self._list_map.open(blob, self._list_map_aad(version, first_seq))
+
+    def term_token(self, path: str, value: bytes) -> bytes:
+        """The opaque token under which a metadata term's postings are stored."""
+        name = path.encode("utf-8", "surrogatepass")
+        return self._term_key.digest(struct.pack(">I", len(name)) + name + value)[:TOKEN_BYTES]
+
+    def _postings_aad(self, token: bytes, chunk_id: int) -> bytes:
+        return b"postings" + self._prefix + token + struct.pack(">q", chunk_id)
+
+    def seal_postings(self, tokens: Sequence[bytes], chunk_ids: Sequence[int],
+                      plaintexts: Sequence[bytes]) -> list[bytes]:
+        """Encrypt posting chunks, each for its (term token, chunk id) row."""
+        aad = self._postings_aad
+        return self._postings.seal_many(
+            plaintexts, [aad(t, c) for t, c in zip(tokens, chunk_ids, strict=True)]
+        )
+
+    def open_postings(self, token: bytes, chunk_id: int, blob: bytes) -> bytes:
+        """Decrypt a posting chunk read from its row."""
+        return self._postings.open(blob, self._postings_aad(token, chunk_id))

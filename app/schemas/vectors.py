@@ -143,6 +143,38 @@ class ListIdsResponse(BaseModel):
     count: int
 
 
+class QueryMetadataRequest(IndexOperationRequest):
+    """POST /v1/vectors/query_metadata: items by metadata alone.
+
+    `order_by` is a field path, or `{"field": 1 | -1}` (which also sets the
+    direction); `top_k` null returns every match.
+    """
+
+    filters: dict[str, Any] | None = None
+    top_k: TopK | None = None
+    order_by: str | dict[str, Literal[1, -1]] | None = None
+    ascending: bool = True
+    text: str | None = None
+    text_fields: list[str] | None = None
+    text_field_weights: list[float] | None = None
+    require_all_terms: bool | None = None
+
+
+class MetadataResultItem(BaseModel):
+    """One item found by query_metadata; `score` only for a text query."""
+
+    id: str
+    score: float | None = None
+
+
+class QueryMetadataResponse(BaseModel):
+    """POST /v1/vectors/query_metadata."""
+
+    results: list[MetadataResultItem]
+    ids: list[str]
+    count: int
+
+
 class NumVectorsResponse(BaseModel):
     """POST /v1/vectors/num_vectors."""
 

@@ -33,6 +33,7 @@ from app.engine.payload import (
     with_place,
 )
 from app.engine.places import BlocksGone, find_vectors
+from app.engine.postings import indexed_fields, seal_write_postings
 from app.engine.retry import retry_conflicts
 from app.engine.tail import tail_bounds
 from app.engine.views import cached_view, extend_after_write, forget_view, read_view
@@ -54,6 +55,7 @@ from app.services.indexes import OpenIndex, open_index, open_row
 from app.store import blocks as block_repo
 from app.store import indexes as index_repo
 from app.store import items as item_repo
+from app.store import postings as posting_repo
 from app.store.blocks import BlockRef, BlockRow, SearchView
 from app.store.items import ItemRow
 from app.store.small_writes import insert_items_and_blocks
@@ -286,6 +288,11 @@ async def _store(
             return partial(item_repo.insert_items, conn, index_id, tokens, chunk_seqs, payloads)
 
         blocks: list[BlockRow] = []
+        indexed = indexed_fields(opened.row.metadata_schema)
+
+        def seal_postings() -> _Statement:
+            chunks = seal_write_postings(opened.cipher, indexed, seqs.tolist(), batch.metadata)
+            return partial(posting_repo.insert_chunks, conn, index_id, chunks)
 
         def seal_blocks() -> _Statement:
             blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
@@ -296,12 +303,16 @@ async def _store(
             tokens, chunk_seqs, payloads = sealed_items(0)
             blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
             await insert_items_and_blocks(conn, index_id, tokens, chunk_seqs, payloads, blocks)
+            if any(batch.metadata):
+                await seal_postings()()
         else:
             # Each statement runs while the next one's rows are sealed.
             sealers: list[Callable[[], _Statement]] = [
                 partial(seal_items, k) for k in range(len(starts))
             ]
             sealers.insert(min(_BLOCKS_AFTER_CHUNKS, len(sealers)), seal_blocks)
+            if any(batch.metadata):
+                sealers.append(seal_postings)
             statement = sealers[0]()
             for sealer in sealers[1:]:
                 _, statement = await alongside(statement(), sealer)

@@ -28,6 +28,7 @@ from app.store.tables import (
     indexes,
     items,
     list_maps,
+    metadata_postings,
     vector_blocks,
 )
 
@@ -57,6 +58,7 @@ class IndexRow:
     tail_blocks: int = 0
     tail_entries: int = 0
     auto_n_probes: int = 0
+    postings_complete: bool = True  # new indexes index every item's metadata terms
 
 
 def index_columns(alias: str = "") -> str:
@@ -141,7 +143,7 @@ async def list_index_names(conn: AsyncConnection, tenant: str) -> list[str]:
 
 
 async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
-    """Delete an index with all its items, blocks, centroids and list maps; False if
+    """Delete an index with all its items, blocks, centroids, list maps and postings; False if
     it was already deleted.
 
     The index row is locked first: writes in flight commit before the rows
@@ -152,7 +154,8 @@ async def delete_index(conn: AsyncConnection, index_id: int) -> bool:
     )
     if locked.one_or_none() is None:
         return False
-    for table in (items, vector_blocks, block_parts, index_centroids, list_maps):
+    for table in (items, vector_blocks, block_parts, index_centroids, list_maps,
+                  metadata_postings):
         await conn.execute(delete(table).where(table.c.index_id == index_id))
     await conn.execute(delete(indexes).where(indexes.c.id == index_id))
     return True

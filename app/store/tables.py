@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -133,6 +134,10 @@ indexes = Table(
         comment="Lists a query probes when it does not say, measured by the training run "
         "of the active version; 0: from the number of lists.",
     ),
+    Column(
+        "postings_complete", Boolean, nullable=False, server_default="false",
+        comment="Whether every item's metadata terms are in metadata_postings.",
+    ),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("tenant", "name"),
     comment="One row per vector index: configuration and its wrapped data key.",
@@ -197,6 +202,21 @@ index_centroids = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("index_id", "version"),
     comment="Trained IVF centroids per index version, encrypted.",
+)
+
+metadata_postings = Table(
+    "metadata_postings",
+    metadata,
+    Column("index_id", BigInteger, nullable=False),
+    Column("token", LargeBinary, nullable=False,
+           comment="HMAC token of a metadata term (field path and value)."),
+    Column("chunk_id", BigInteger, nullable=False,
+           comment="Lowest write sequence the chunk was written with."),
+    Column("n_seqs", Integer, nullable=False, comment="Sequences in the chunk, stale included."),
+    Column("ciphertext", LargeBinary, nullable=False,
+           comment="AES-GCM ciphertext of the chunk's ascending write sequences."),
+    PrimaryKeyConstraint("index_id", "token", "chunk_id"),
+    comment="Posting lists of the metadata index; sequences no item holds are stale.",
 )
 
 list_maps = Table(

@@ -194,3 +194,19 @@ def test_a_dotproduct_index_created_as_cyborgdb_migrate_does_ranks_by_inner_prod
     truth = np.argsort(-products, axis=1)[:, :10]
     recall = np.mean([len(f & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95
+
+
+def test_query_metadata_through_the_client(cyborg: Client) -> None:
+    index = cyborg.create_index(_name(), index_key=secrets.token_bytes(32), dimension=4)
+    rng = np.random.default_rng(3)
+    index.upsert([
+        {"id": f"m{i}", "vector": rng.normal(size=4).tolist(),
+         "metadata": {"shelf": "top" if i % 2 else "bottom", "views": i}}
+        for i in range(20)
+    ])
+    found = index.query_metadata(filters={"shelf": "top"})
+    assert sorted(row["id"] for row in found) == sorted(f"m{i}" for i in range(1, 20, 2))
+    assert all(set(row) == {"id"} for row in found)
+    ordered = index.query_metadata(filters={"shelf": "top"}, order_by={"views": -1}, top_k=3)
+    assert [row["id"] for row in ordered] == ["m19", "m17", "m15"]
+    assert [row["id"] for row in index.query_metadata(top_k=2, order_by="views")] == ["m0", "m1"]

@@ -44,7 +44,7 @@ async def test_upgrade_downgrade_upgrade_on_an_empty_database(pg_cluster: LocalP
     await asyncio.to_thread(migrate.upgrade, url)
     assert await _inspect(url, _tables) == {
         "api_keys", "indexes", "items", "vector_blocks", "block_parts", "index_centroids",
-        "list_maps",
+        "list_maps", "metadata_postings",
     }
     await asyncio.to_thread(migrate.downgrade, url)
     assert await _inspect(url, _tables) == set()
