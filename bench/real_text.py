@@ -21,7 +21,7 @@ no live phase) on the same base vectors, queries and ground truth: see
 bench/pgvector_queries.py. Systems not run keep their earlier results in the
 report, when its workload is the same (listed under "carried_over").
 
-    python -m bench.real_text                    # 25,000 items, ciphervec and the reference
+    python -m bench.real_text                    # 25,000 items, all three systems
     python -m bench.real_text --systems ciphervec --n 10000
     python -m bench.real_text --systems pgvector # plaintext pgvector alone
 """
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=3_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--systems", default="ciphervec,reference")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
     args = parser.parse_args()
     systems = args.systems.split(",")
     if unknown := set(systems) - set(SYSTEMS):
@@ -231,6 +231,10 @@ def main() -> None:
         print(f"kept the earlier results of {', '.join(carried)} in {path}")
 
 
+def _system_order(system: str) -> int:
+    return SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
+
+
 def _carry_over(path: Path, report: dict[str, Any]) -> list[str]:
     """Put the results of systems this run skipped, from the report already at `path`
     for the same workload, into `report`; returns their names."""
@@ -242,8 +246,8 @@ def _carry_over(path: Path, report: dict[str, Any]) -> list[str]:
         return []
     results = report["results"]
     carried = [s for s in earlier.get("results", {}) if s not in results]
-    for system in carried:
-        results[system] = earlier["results"][system]
+    merged = {**{s: earlier["results"][s] for s in carried}, **results}
+    report["results"] = {s: merged[s] for s in sorted(merged, key=_system_order)}
     if carried:
         report["carried_over"] = {
             "systems": carried,
