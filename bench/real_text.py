@@ -16,8 +16,14 @@ upserts of 10, one query after each (upsert p50, query p50 overall and over
 the last 100), and recall@10 at the auto n_probes afterwards, against exact
 search over everything stored. Writes bench/results/real-text-<N>.json.
 
-    python bench/real_text.py                    # 25,000 items, both systems
-    python bench/real_text.py --systems ciphervec --n 10000
+`--systems pgvector` adds plaintext pgvector (HNSW and ivfflat, direct SQL,
+no live phase) on the same base vectors, queries and ground truth: see
+bench/pgvector_queries.py. Systems not run keep their earlier results in the
+report, when its workload is the same (listed under "carried_over").
+
+    python -m bench.real_text                    # 25,000 items, all three systems
+    python -m bench.real_text --systems ciphervec --n 10000
+    python -m bench.real_text --systems pgvector # plaintext pgvector alone
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 # Code, markup and identifiers: such sentences are not prose.
 _NOT_PROSE = re.compile(r"[{}<>=\[\]`|\\]|::|>>>|\w\(\)|_\w")
 N_PROBES = (None, 1, 2, 4, 8, 16, 32, 64, 128)
+SYSTEMS = ("ciphervec", "reference", "pgvector")
+# What must match for an earlier report's results to stand beside a new run's.
+SAME_WORKLOAD = ("n", "live", "queries", "top_k", "model", "metric", "corpus_sentences")
 
 
 def _source_roots() -> list[Path]:
@@ -169,15 +178,27 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=3_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=10)
-    parser.add_argument("--systems", default="ciphervec,reference")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
     args = parser.parse_args()
+    systems = args.systems.split(",")
+    if unknown := set(systems) - set(SYSTEMS):
+        parser.error(f"unknown systems {sorted(unknown)}; choose from {', '.join(SYSTEMS)}")
     texts, vectors = embedded_corpus(args.n + args.live + args.queries)
     queries = vectors[args.n + args.live :]
     results: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="ciphervec-bench-real-"))
     os.chmod(workdir, 0o755)  # noqa: S103 - the embedded cluster runs as the postgres user
     try:
-        for system in args.systems.split(","):
+        for system in systems:
+            if system == "pgvector":
+                from bench import pgvector_queries  # noqa: PLC0415 - needs the test extra
+
+                print(f"[pgvector] {args.n:,} real sentences, plaintext ...", flush=True)
+                results[system] = pgvector_queries.run(
+                    vectors[: args.n], queries, exact_top(vectors[: args.n], queries, args.top_k),
+                    args.top_k)
+                print(f"[pgvector] {json.dumps(results[system])}", flush=True)
+                continue
             folder = workdir / system
             folder.mkdir()
             folder.chmod(0o755)  # noqa: S103 - as above
@@ -189,12 +210,43 @@ def main() -> None:
                 print(f"[{system}] {json.dumps(results[system])}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report = {"workload": {**vars(args), "model": "all-MiniLM-L6-v2", "metric": "cosine",
-                           "corpus_sentences": len(texts)},
-              "machine": {"cpus": os.cpu_count()}, "results": results}
+    report: dict[str, Any] = {
+        "workload": {**vars(args), "model": "all-MiniLM-L6-v2", "metric": "cosine",
+                     "corpus_sentences": len(texts)},
+        "machine": {"cpus": os.cpu_count()}, "results": results}
+    path = RESULTS / f"real-text-{args.n}.json"
+    carried = _carry_over(path, report)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"real-text-{args.n}.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({**report, "results": {s: results[s] for s in systems}}, indent=2))
+    if carried:
+        print(f"kept the earlier results of {', '.join(carried)} in {path}")
+
+
+def _system_order(system: str) -> int:
+    return SYSTEMS.index(system) if system in SYSTEMS else len(SYSTEMS)
+
+
+def _carry_over(path: Path, report: dict[str, Any]) -> list[str]:
+    """Put the results of systems this run skipped, from the report already at `path`
+    for the same workload, into `report`; returns their names."""
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    if any(earlier.get("workload", {}).get(key) != report["workload"][key]
+           for key in SAME_WORKLOAD):
+        return []
+    results = report["results"]
+    carried = [s for s in earlier.get("results", {}) if s not in results]
+    merged = {**{s: earlier["results"][s] for s in carried}, **results}
+    report["results"] = {s: merged[s] for s in sorted(merged, key=_system_order)}
+    if carried:
+        report["carried_over"] = {
+            "systems": carried,
+            "note": "results of an earlier run of the same workload, not measured by this one",
+            "earlier_systems_argument": earlier["workload"].get("systems"),
+        }
+    return carried
 
 
 if __name__ == "__main__":
