@@ -58,6 +58,7 @@ from app.store import items as item_repo
 from app.store import postings as posting_repo
 from app.store.blocks import BlockRef, BlockRow, SearchView
 from app.store.items import ItemRow
+from app.store.postings import PostingChunk
 from app.store.small_writes import insert_items_and_blocks
 
 
@@ -290,9 +291,11 @@ async def _store(
         blocks: list[BlockRow] = []
         indexed = indexed_fields(opened.row.metadata_schema)
 
+        def sealed_postings() -> list[PostingChunk]:
+            return seal_write_postings(opened.cipher, indexed, seqs.tolist(), batch.metadata)
+
         def seal_postings() -> _Statement:
-            chunks = seal_write_postings(opened.cipher, indexed, seqs.tolist(), batch.metadata)
-            return partial(posting_repo.insert_chunks, conn, index_id, chunks)
+            return partial(posting_repo.insert_chunks, conn, index_id, sealed_postings())
 
         def seal_blocks() -> _Statement:
             blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
@@ -302,9 +305,9 @@ async def _store(
             # One statement for everything (app.store.small_writes).
             tokens, chunk_seqs, payloads = sealed_items(0)
             blocks.extend(seal_planned(opened.cipher, version, plans, seqs, vectors))
-            await insert_items_and_blocks(conn, index_id, tokens, chunk_seqs, payloads, blocks)
-            if any(batch.metadata):
-                await seal_postings()()
+            await insert_items_and_blocks(
+                conn, index_id, tokens, chunk_seqs, payloads, blocks, sealed_postings()
+            )
         else:
             # Each statement runs while the next one's rows are sealed.
             sealers: list[Callable[[], _Statement]] = [
