@@ -9,12 +9,17 @@ term whose list has grown to many chunks is merged into one, stale
 sequences dropped (`merge_terms`, after a read that met it).
 
 What the database sees: per term token, how many chunks and sequences it
-holds (so which tokens are frequent) and which write sequences were written
-together; not the field names, the values, nor which items a token lists.
+holds (so which tokens are frequent); not the field names, the values, nor
+which items a token lists. Chunk ids are random, not sequences, so a chunk
+does not name an item row; but a chunk and the item rows it lists are
+written by one transaction, which PostgreSQL's system columns (xmin) show
+until a merge rewrites the chunk: for a write of a single item, which term
+tokens it holds.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,6 +53,10 @@ def indexed_fields(schema: Mapping[str, Any] | None) -> IsIndexed:
     return lambda path: path.split(".", 1)[0] not in hidden
 
 
+def _chunk_id() -> int:
+    return secrets.randbits(63)
+
+
 def _pack(seqs: Seqs) -> bytes:
     return np.asarray(seqs, dtype="<i8").tobytes()
 
@@ -72,7 +81,7 @@ def seal_write_postings(
         for term in item_terms(fields, indexed):
             by_term[term].append(seq)
     tokens = [cipher.term_token(*term) for term in by_term]
-    ids = [min(listed) for listed in by_term.values()]
+    ids = [_chunk_id() for _ in by_term]
     sealed = cipher.seal_postings(tokens, ids, [_pack(np.sort(s)) for s in by_term.values()])
     return [
         PostingChunk(token, chunk_id, len(listed), blob)
@@ -122,7 +131,7 @@ async def merge_terms(ctx: EngineContext, cipher: IndexCipher, tokens: Sequence[
             )
             merged = None
             if len(live):
-                chunk_id = min(chunk.chunk_id for chunk in chunks)
+                chunk_id = _chunk_id()
                 (blob,) = cipher.seal_postings([token], [chunk_id], [_pack(live)])
                 merged = PostingChunk(token, chunk_id, len(live), blob)
             await posting_repo.replace_chunks(

@@ -211,7 +211,7 @@ metadata_postings = Table(
     Column("token", LargeBinary, nullable=False,
            comment="HMAC token of a metadata term (field path and value)."),
     Column("chunk_id", BigInteger, nullable=False,
-           comment="Lowest write sequence the chunk was written with."),
+           comment="Random id of the chunk within its term's list."),
     Column("n_seqs", Integer, nullable=False, comment="Sequences in the chunk, stale included."),
     Column("ciphertext", LargeBinary, nullable=False,
            comment="AES-GCM ciphertext of the chunk's ascending write sequences."),

@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("token", sa.LargeBinary(), nullable=False,
                   comment="HMAC token of a metadata term (field path and value)."),
         sa.Column("chunk_id", sa.BigInteger(), nullable=False,
-                  comment="Lowest write sequence the chunk was written with."),
+                  comment="Random id of the chunk within its term's list."),
         sa.Column("n_seqs", sa.Integer(), nullable=False,
                   comment="Sequences in the chunk, stale included."),
         sa.Column("ciphertext", sa.LargeBinary(), nullable=False,
